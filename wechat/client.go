@@ -1,0 +1,313 @@
+// Package wechat is a client for WeChat's mini-program code APIs
+// (wxacode.createQRCode, wxacode.get and wxacode.getUnlimited) and its
+// access token endpoints. It knows nothing of Caddy and can be used as a
+// plain Go library.
+//
+// WeChat answers failures with HTTP 200 and a JSON body, and may send a PNG
+// labelled image/jpeg, so replies are told apart by their bytes. Access
+// tokens travel in the URL; no error this package returns contains one.
+package wechat
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+)
+
+// DefaultBaseURL is WeChat's main API host. api2.weixin.qq.com and the
+// regional sh., sz. and hk. hosts serve the same API.
+const DefaultBaseURL = "https://api.weixin.qq.com"
+
+const (
+	pathStableToken = "/cgi-bin/stable_token"
+	pathToken       = "/cgi-bin/token"
+	pathQRCode      = "/cgi-bin/wxaapp/createwxaqrcode"
+	pathWxaCode     = "/wxa/getwxacode"
+	pathUnlimited   = "/wxa/getwxacodeunlimit"
+)
+
+// Defaults for a Client's zero fields.
+const (
+	DefaultMaxReplySize = 4 << 20
+	DefaultBusyRetries  = 2
+	DefaultBusyBackoff  = 200 * time.Millisecond
+)
+
+// Client calls the code APIs for one app.
+type Client struct {
+	// BaseURL is the API host; empty means DefaultBaseURL.
+	BaseURL string
+	// HTTPClient makes the calls; nil means http.DefaultClient. Bound each
+	// call with the context rather than a client timeout.
+	HTTPClient *http.Client
+	// Tokens supplies access tokens. If it is an Invalidator, a token that
+	// WeChat refuses (40001, 40014, 42001) is dropped and the call retried
+	// once with a fresh one.
+	Tokens TokenSource
+	// MaxReplySize caps a reply's bytes; 0 means DefaultMaxReplySize.
+	MaxReplySize int64
+	// BusyRetries is how often a call answered with -1 (busy) is retried;
+	// 0 means DefaultBusyRetries, negative means never.
+	BusyRetries int
+	// BusyBackoff is the first wait before such a retry, doubled each time;
+	// 0 means DefaultBusyBackoff.
+	BusyBackoff time.Duration
+}
+
+// Image is a code as WeChat sent it.
+type Image struct {
+	Data []byte
+	// ContentType is image/png or image/jpeg, from the bytes, whatever the
+	// reply's header said.
+	ContentType string
+	// NumUsed is the reply's Num-Used header (codes used of the lifetime
+	// budget), or -1 where WeChat sent none.
+	NumUsed int
+}
+
+// CreateQRCode calls wxacode.createQRCode.
+func (c *Client) CreateQRCode(ctx context.Context, req *QRCodeRequest) (*Image, error) {
+	if err := req.Validate(); err != nil {
+		return nil, err
+	}
+	return c.call(ctx, pathQRCode, req)
+}
+
+// GetWxaCode calls wxacode.get.
+func (c *Client) GetWxaCode(ctx context.Context, req *WxaCodeRequest) (*Image, error) {
+	if err := req.Validate(); err != nil {
+		return nil, err
+	}
+	return c.call(ctx, pathWxaCode, req)
+}
+
+// GetUnlimited calls wxacode.getUnlimited.
+func (c *Client) GetUnlimited(ctx context.Context, req *UnlimitedRequest) (*Image, error) {
+	if err := req.Validate(); err != nil {
+		return nil, err
+	}
+	return c.call(ctx, pathUnlimited, req)
+}
+
+func (c *Client) call(ctx context.Context, path string, req any) (*Image, error) {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	refreshed := false
+	busy := 0
+	backoff := c.BusyBackoff
+	if backoff <= 0 {
+		backoff = DefaultBusyBackoff
+	}
+	for {
+		img, tok, err := c.callOnce(ctx, path, body)
+		var werr *Error
+		switch {
+		case err == nil:
+			return img, nil
+		case !errors.As(err, &werr):
+			return nil, err
+		case IsTokenError(werr.Code) && !refreshed:
+			inv, ok := c.Tokens.(Invalidator)
+			if !ok {
+				return nil, err
+			}
+			inv.Invalidate(tok)
+			refreshed = true
+		case werr.Code == CodeBusy && busy < c.busyRetries():
+			busy++
+			if sleepCtx(ctx, backoff) != nil {
+				return nil, err
+			}
+			backoff *= 2
+		default:
+			return nil, err
+		}
+	}
+}
+
+func (c *Client) busyRetries() int {
+	switch {
+	case c.BusyRetries < 0:
+		return 0
+	case c.BusyRetries == 0:
+		return DefaultBusyRetries
+	}
+	return c.BusyRetries
+}
+
+// callOnce makes one call and returns the token it used.
+func (c *Client) callOnce(ctx context.Context, path string, body []byte) (*Image, string, error) {
+	tok, err := c.Tokens.Token(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	max := c.MaxReplySize
+	if max <= 0 {
+		max = DefaultMaxReplySize
+	}
+	q := url.Values{"access_token": {tok.AccessToken}}
+	data, header, err := roundTrip(ctx, c.HTTPClient, http.MethodPost, baseURL(c.BaseURL), path, q, body, max)
+	if err != nil {
+		return nil, tok.AccessToken, err
+	}
+	img, err := parseCodeReply(data)
+	if err != nil {
+		return nil, tok.AccessToken, err
+	}
+	img.NumUsed = -1
+	if n, err := strconv.Atoi(header.Get("Num-Used")); err == nil && n >= 0 {
+		img.NumUsed = n
+	}
+	return img, tok.AccessToken, nil
+}
+
+// parseCodeReply tells an image from an error by the bytes: WeChat's
+// Content-Type is not to be trusted.
+func parseCodeReply(data []byte) (*Image, error) {
+	if ct := ImageType(data); ct != "" {
+		return &Image{Data: data, ContentType: ct}, nil
+	}
+	if werr := parseError(data); werr != nil {
+		return nil, werr
+	}
+	return nil, ErrBadReply
+}
+
+// parseError returns the Error in a JSON error body, or nil.
+func parseError(data []byte) *Error {
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) == 0 || trimmed[0] != '{' {
+		return nil
+	}
+	var reply struct {
+		ErrCode *int   `json:"errcode"`
+		ErrMsg  string `json:"errmsg"`
+	}
+	if json.Unmarshal(trimmed, &reply) != nil || reply.ErrCode == nil || *reply.ErrCode == 0 {
+		return nil
+	}
+	return &Error{Code: *reply.ErrCode, Message: reply.ErrMsg, Body: data}
+}
+
+// roundTrip makes one HTTP exchange and returns the whole body of a 200
+// reply (or an Error found in any reply). Errors never include the URL,
+// which may carry the access token or the secret.
+func roundTrip(ctx context.Context, hc *http.Client, method, base, path string, query url.Values, body []byte, max int64) ([]byte, http.Header, error) {
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	u := base + path
+	if len(query) > 0 {
+		u += "?" + query.Encode()
+	}
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
+	if err != nil {
+		return nil, nil, fmt.Errorf("wechat: %s %s: bad base URL", method, path)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, nil, redact(method, path, err)
+	}
+	defer resp.Body.Close()
+	if resp.ContentLength > max {
+		return nil, nil, ErrReplyTooLarge
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, max+1))
+	if err != nil {
+		return nil, nil, redact(method, path, err)
+	}
+	if int64(len(data)) > max {
+		return nil, nil, ErrReplyTooLarge
+	}
+	if resp.StatusCode != http.StatusOK {
+		if werr := parseError(data); werr != nil {
+			return nil, nil, werr
+		}
+		return nil, nil, &StatusError{StatusCode: resp.StatusCode}
+	}
+	return data, resp.Header, nil
+}
+
+// redact replaces a *url.Error, whose message holds the URL with its
+// access_token or secret, by one naming only the method and path.
+func redact(method, path string, err error) error {
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		err = uerr.Err
+	}
+	return fmt.Errorf("wechat: %s %s: %w", method, path, err)
+}
+
+func baseURL(s string) string {
+	if s == "" {
+		return DefaultBaseURL
+	}
+	return s
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// ImageType returns image/png or image/jpeg for the bytes of a whole PNG or
+// JPEG image, and "" for anything else, a cut-off image included.
+func ImageType(data []byte) string {
+	switch {
+	case wholePNG(data):
+		return "image/png"
+	case wholeJPEG(data):
+		return "image/jpeg"
+	}
+	return ""
+}
+
+var pngMagic = []byte("\x89PNG\r\n\x1a\n")
+
+// wholePNG walks the chunks to IEND, so a cut-off PNG is not whole.
+func wholePNG(data []byte) bool {
+	if !bytes.HasPrefix(data, pngMagic) {
+		return false
+	}
+	rest := data[len(pngMagic):]
+	for len(rest) >= 12 {
+		n := binary.BigEndian.Uint32(rest)
+		if uint64(n) > uint64(len(rest)-12) {
+			return false
+		}
+		if string(rest[4:8]) == "IEND" {
+			return true
+		}
+		rest = rest[12+n:]
+	}
+	return false
+}
+
+// wholeJPEG checks the start and end of image markers.
+func wholeJPEG(data []byte) bool {
+	return len(data) >= 4 && data[0] == 0xFF && data[1] == 0xD8 && data[2] == 0xFF &&
+		data[len(data)-2] == 0xFF && data[len(data)-1] == 0xD9
+}

@@ -1,0 +1,236 @@
+package wechat
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+)
+
+// Token is an access token and when it expires.
+type Token struct {
+	AccessToken string
+	// Expiry is when WeChat stops accepting the token.
+	Expiry time.Time
+}
+
+// String hides the token so that printing one by mistake leaks nothing.
+func (t *Token) String() string { return "wechat.Token(redacted)" }
+
+// GoString hides the token from %#v as well.
+func (t *Token) GoString() string { return t.String() }
+
+// A TokenSource returns an access token. Callers of a Client never see how
+// it is obtained or refreshed.
+type TokenSource interface {
+	Token(ctx context.Context) (*Token, error)
+}
+
+// An Invalidator drops a token that WeChat has refused, if it is still the
+// token it would hand out, so that the next Token call gets a fresh one.
+type Invalidator interface {
+	Invalidate(accessToken string)
+}
+
+// forceRefresher can replace a token that WeChat still hands out although
+// the code APIs refuse it.
+type forceRefresher interface {
+	ForceRefresh(ctx context.Context) (*Token, error)
+}
+
+// StableTokenSource gets tokens from /cgi-bin/stable_token, which returns
+// the same token for its whole life, so instances sharing an app never
+// invalidate each other's token. Each Token call is one request: wrap it in
+// a ReuseTokenSource.
+type StableTokenSource struct {
+	BaseURL    string // default DefaultBaseURL
+	AppID      string
+	Secret     string
+	HTTPClient *http.Client // default http.DefaultClient
+}
+
+// Token returns the app's current stable token.
+func (s *StableTokenSource) Token(ctx context.Context) (*Token, error) {
+	return s.fetch(ctx, false)
+}
+
+// ForceRefresh makes WeChat issue a new stable token and kill the old one.
+// WeChat allows this 20 times a day, 30 seconds apart.
+func (s *StableTokenSource) ForceRefresh(ctx context.Context) (*Token, error) {
+	return s.fetch(ctx, true)
+}
+
+func (s *StableTokenSource) fetch(ctx context.Context, force bool) (*Token, error) {
+	body, err := json.Marshal(map[string]any{
+		"grant_type":    "client_credential",
+		"appid":         s.AppID,
+		"secret":        s.Secret,
+		"force_refresh": force,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return fetchToken(ctx, s.HTTPClient, http.MethodPost, baseURL(s.BaseURL), pathStableToken, nil, body)
+}
+
+// ClassicTokenSource gets tokens from /cgi-bin/token, which issues a new
+// token on every call and kills the previous one five minutes later: only
+// one instance per app may use it. Wrap it in a ReuseTokenSource.
+type ClassicTokenSource struct {
+	BaseURL    string // default DefaultBaseURL
+	AppID      string
+	Secret     string
+	HTTPClient *http.Client // default http.DefaultClient
+}
+
+// Token returns a newly issued token.
+func (s *ClassicTokenSource) Token(ctx context.Context) (*Token, error) {
+	q := url.Values{"grant_type": {"client_credential"}, "appid": {s.AppID}, "secret": {s.Secret}}
+	return fetchToken(ctx, s.HTTPClient, http.MethodGet, baseURL(s.BaseURL), pathToken, q, nil)
+}
+
+func fetchToken(ctx context.Context, hc *http.Client, method, base, path string, query url.Values, body []byte) (*Token, error) {
+	start := time.Now()
+	data, _, err := roundTrip(ctx, hc, method, base, path, query, body, maxTokenReply)
+	if err != nil {
+		return nil, err
+	}
+	var reply struct {
+		AccessToken string `json:"access_token"`
+		ExpiresIn   int64  `json:"expires_in"`
+		ErrCode     int    `json:"errcode"`
+		ErrMsg      string `json:"errmsg"`
+	}
+	if json.Unmarshal(data, &reply) != nil {
+		return nil, ErrBadReply
+	}
+	if reply.ErrCode != 0 {
+		return nil, &Error{Code: reply.ErrCode, Message: reply.ErrMsg, Body: data}
+	}
+	if reply.AccessToken == "" || reply.ExpiresIn <= 0 {
+		return nil, ErrBadReply
+	}
+	return &Token{AccessToken: reply.AccessToken, Expiry: start.Add(time.Duration(reply.ExpiresIn) * time.Second)}, nil
+}
+
+// maxTokenReply bounds a token reply, which is a few hundred bytes.
+const maxTokenReply = 64 << 10
+
+// ReuseTokenSource hands out its source's token until shortly before it
+// expires, with at most one refresh in flight however many callers wait.
+type ReuseTokenSource struct {
+	src TokenSource
+
+	// FetchTimeout bounds one refresh, which runs on its own so that a
+	// caller giving up does not fail the others waiting for it.
+	FetchTimeout time.Duration
+
+	group singleflight.Group
+
+	mu        sync.Mutex
+	tok       *Token
+	refreshAt time.Time
+	dropped   string    // the token most recently invalidated
+	forcedAt  time.Time // the last forced refresh
+}
+
+// NewReuseTokenSource wraps src so that its tokens are reused.
+func NewReuseTokenSource(src TokenSource) *ReuseTokenSource {
+	return &ReuseTokenSource{src: src, FetchTimeout: 10 * time.Second}
+}
+
+// maxEarlyRefresh is how long before expiry a token is replaced at most;
+// WeChat hands out the next stable token in the last five minutes.
+const maxEarlyRefresh = 5 * time.Minute
+
+// minForceInterval is WeChat's spacing for forced stable token refreshes.
+const minForceInterval = 30 * time.Second
+
+// Token returns the cached token, or waits for the one refresh in flight.
+func (r *ReuseTokenSource) Token(ctx context.Context) (*Token, error) {
+	r.mu.Lock()
+	if r.tok != nil && time.Now().Before(r.refreshAt) {
+		tok := r.tok
+		r.mu.Unlock()
+		return tok, nil
+	}
+	r.mu.Unlock()
+
+	ch := r.group.DoChan("", func() (any, error) {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.FetchTimeout)
+		defer cancel()
+		return r.refresh(fctx)
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Val.(*Token), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (r *ReuseTokenSource) refresh(ctx context.Context) (*Token, error) {
+	r.mu.Lock()
+	if r.tok != nil && time.Now().Before(r.refreshAt) {
+		tok := r.tok // a refresh that finished while this one queued
+		r.mu.Unlock()
+		return tok, nil
+	}
+	dropped := r.dropped
+	r.mu.Unlock()
+
+	tok, err := r.src.Token(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// A stable token source keeps handing out a token that the code APIs
+	// refused; only a forced refresh replaces it.
+	if fr, ok := r.src.(forceRefresher); ok && dropped != "" && tok.AccessToken == dropped {
+		r.mu.Lock()
+		allowed := time.Since(r.forcedAt) >= minForceInterval
+		if allowed {
+			r.forcedAt = time.Now()
+		}
+		r.mu.Unlock()
+		if allowed {
+			if tok, err = fr.ForceRefresh(ctx); err != nil {
+				return nil, err
+			}
+		}
+	}
+
+	early := min(maxEarlyRefresh, time.Until(tok.Expiry)/10)
+	r.mu.Lock()
+	r.tok = tok
+	r.refreshAt = tok.Expiry.Add(-early)
+	r.dropped = ""
+	r.mu.Unlock()
+	return tok, nil
+}
+
+// Invalidate drops accessToken if it is still the current token, and only
+// then: a caller holding an older token must not throw away a newer one.
+func (r *ReuseTokenSource) Invalidate(accessToken string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.tok != nil && r.tok.AccessToken == accessToken {
+		r.tok = nil
+		r.dropped = accessToken
+	}
+}
+
+// Interface guards
+var (
+	_ TokenSource    = (*StableTokenSource)(nil)
+	_ forceRefresher = (*StableTokenSource)(nil)
+	_ TokenSource    = (*ClassicTokenSource)(nil)
+	_ TokenSource    = (*ReuseTokenSource)(nil)
+	_ Invalidator    = (*ReuseTokenSource)(nil)
+)
