@@ -1,0 +1,112 @@
+package wxqrcode
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"time"
+
+	"github.com/caddyserver/certmagic"
+
+	"github.com/wxqrcode/caddy-wxqrcode/wechat"
+)
+
+// cachePrefix is where codes live in the storage.
+const cachePrefix = "wxqrcode/codes/"
+
+// entry is a cached code, ready to serve.
+type entry struct {
+	data        []byte
+	contentType string
+	etag        string
+	stored      time.Time
+}
+
+// entryMeta heads each stored entry. It lets a reader check that what it
+// loaded is the whole image that was written, whatever the storage.
+type entryMeta struct {
+	ContentType string    `json:"content_type"`
+	SHA256      string    `json:"sha256"`
+	Size        int       `json:"size"`
+	Stored      time.Time `json:"stored"`
+	Request     string    `json:"request"`
+}
+
+// codeCache keeps codes in a Caddy storage, one value per code: a JSON
+// header line, then the image bytes. One value means one write, so a
+// storage that writes atomically (file_system does) never shows half an
+// entry, and the header's hash catches one that does.
+type codeCache struct {
+	storage certmagic.Storage
+}
+
+func storageKey(key string) string {
+	return cachePrefix + key[:2] + "/" + key
+}
+
+// errCorrupt marks a stored value that is not a whole entry.
+var errCorrupt = errors.New("corrupt cache entry")
+
+// load returns the entry for key, nil if there is none.
+func (c *codeCache) load(ctx context.Context, key string) (*entry, error) {
+	raw, err := c.storage.Load(ctx, storageKey(key))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return decodeEntry(raw)
+}
+
+func decodeEntry(raw []byte) (*entry, error) {
+	head, data, ok := bytes.Cut(raw, []byte("\n"))
+	var meta entryMeta
+	if !ok || json.Unmarshal(head, &meta) != nil {
+		return nil, errCorrupt
+	}
+	sum := sha256.Sum256(data)
+	if len(data) != meta.Size || hex.EncodeToString(sum[:]) != meta.SHA256 || wechat.ImageType(data) != meta.ContentType {
+		return nil, errCorrupt
+	}
+	return newEntry(data, meta.ContentType, sum, meta.Stored), nil
+}
+
+func newEntry(data []byte, contentType string, sum [sha256.Size]byte, stored time.Time) *entry {
+	return &entry{
+		data:        data,
+		contentType: contentType,
+		etag:        `"` + hex.EncodeToString(sum[:16]) + `"`,
+		stored:      stored,
+	}
+}
+
+// store writes img under key and returns it as an entry. It refuses
+// anything that is not a whole image.
+func (c *codeCache) store(ctx context.Context, key, canonical string, img *wechat.Image) (*entry, error) {
+	ct := wechat.ImageType(img.Data)
+	if ct == "" {
+		return nil, fmt.Errorf("refusing to cache a reply that is not a whole image")
+	}
+	sum := sha256.Sum256(img.Data)
+	stored := time.Now().UTC().Truncate(time.Second)
+	head, err := json.Marshal(entryMeta{
+		ContentType: ct,
+		SHA256:      hex.EncodeToString(sum[:]),
+		Size:        len(img.Data),
+		Stored:      stored,
+		Request:     canonical,
+	})
+	if err != nil {
+		return nil, err
+	}
+	e := newEntry(img.Data, ct, sum, stored)
+	value := make([]byte, 0, len(head)+1+len(img.Data))
+	value = append(append(append(value, head...), '\n'), img.Data...)
+	return e, c.storage.Store(ctx, storageKey(key), value)
+}

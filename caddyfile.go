@@ -1,0 +1,133 @@
+package wxqrcode
+
+import (
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterHandlerDirective("wxqrcode", parseCaddyfile)
+	// Beside file_server: it answers the request rather than passing it on.
+	httpcaddyfile.RegisterDirectiveOrder("wxqrcode", httpcaddyfile.Before, "file_server")
+}
+
+func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	handler := new(Handler)
+	err := handler.UnmarshalCaddyfile(h.Dispenser)
+	return handler, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	wxqrcode [<matcher>] {
+//	    appid       <appid>
+//	    secret      <secret>
+//	    api         qrcode|wxacode|unlimited
+//	    path        <template>
+//	    page        <template>
+//	    scene       <template>
+//	    width       <template>
+//	    auto_color  <template>
+//	    line_color  <template>
+//	    is_hyaline  <template>
+//	    env_version <template>
+//	    check_path  <template>
+//	    cache_dir   <dir>
+//	    storage     <module> { ... }
+//	    token       stable|classic
+//	    api_base    <url>
+//	    timeout     <duration>
+//	    allow       <glob...>
+//	}
+//
+// appid and secret are required; allow is required for qrcode and
+// wxacode. Templates are Caddy placeholders and text, resolved per request.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // the directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	fields := map[string]*string{
+		"appid":       &h.AppID,
+		"secret":      &h.Secret,
+		"api":         &h.API,
+		"path":        &h.Path,
+		"page":        &h.Page,
+		"scene":       &h.Scene,
+		"width":       &h.Width,
+		"auto_color":  &h.AutoColor,
+		"line_color":  &h.LineColor,
+		"is_hyaline":  &h.IsHyaline,
+		"env_version": &h.EnvVersion,
+		"check_path":  &h.CheckPath,
+		"cache_dir":   &h.CacheDir,
+		"token":       &h.Token,
+		"api_base":    &h.APIBase,
+	}
+	for d.NextBlock(0) {
+		name := d.Val()
+		if field, ok := fields[name]; ok {
+			if *field != "" {
+				return d.Errf("%s given twice", name)
+			}
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			*field = d.Val()
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			continue
+		}
+		switch name {
+		case "timeout":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(d.Val())
+			if err != nil {
+				return d.Errf("bad timeout %q: %v", d.Val(), err)
+			}
+			if dur <= 0 || dur > time.Hour {
+				return d.Errf("timeout must be above 0 and at most 1h, not %s", d.Val())
+			}
+			h.Timeout = caddy.Duration(dur)
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "allow":
+			globs := d.RemainingArgs()
+			if len(globs) == 0 {
+				return d.ArgErr()
+			}
+			h.Allow = append(h.Allow, globs...)
+		case "storage":
+			if h.StorageRaw != nil {
+				return d.Errf("storage given twice")
+			}
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			modName := d.Val()
+			unm, err := caddyfile.UnmarshalModule(d, "caddy.storage."+modName)
+			if err != nil {
+				return err
+			}
+			if _, ok := unm.(caddy.StorageConverter); !ok {
+				return d.Errf("module caddy.storage.%s is not a storage", modName)
+			}
+			h.StorageRaw = caddyconfig.JSONModuleObject(unm, "module", modName, nil)
+		default:
+			return d.Errf("unknown subdirective %q", name)
+		}
+	}
+	return nil
+}
+
+// Interface guards
+var _ caddyfile.Unmarshaler = (*Handler)(nil)

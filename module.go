@@ -1,0 +1,475 @@
+// Package wxqrcode is a Caddy HTTP handler that answers with WeChat
+// mini-program codes. It holds an app's credentials, reuses the access
+// token, asks WeChat for each distinct code once, keeps the image in a
+// Caddy storage and serves it like a static file. WeChat's refusals reach
+// the client as WeChat's own JSON with a fitting HTTP status.
+package wxqrcode
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/caddyserver/certmagic"
+	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/wxqrcode/caddy-wxqrcode/wechat"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Handler answers requests with a WeChat mini-program code image.
+//
+// Each request's parameters come from templates (Caddy placeholders), so a
+// route can take them from the query, the path or fixed values. The first
+// request for a code asks WeChat; every later one, on any instance sharing
+// the storage and after restarts, is served from the cache.
+type Handler struct {
+	// AppID is the mini-program's appid. Global placeholders such as
+	// {env.WX_APPID} are resolved once at load. Required.
+	AppID string `json:"appid,omitempty"`
+
+	// Secret is the app secret. Global placeholders such as {env.WX_SECRET}
+	// are resolved once at load, so the config can keep the placeholder
+	// and not the secret. It is never logged. Required.
+	Secret string `json:"secret,omitempty"`
+
+	// API picks the code: qrcode (wxacode.createQRCode, the default),
+	// wxacode (wxacode.get) or unlimited (wxacode.getUnlimited). qrcode and
+	// wxacode share WeChat's lifetime budget of 100,000 codes per app.
+	API string `json:"api,omitempty"`
+
+	// Path is the template of the page path with its query, for qrcode and
+	// wxacode. Default: {http.request.uri.query.path}.
+	Path string `json:"path,omitempty"`
+
+	// Page is the template of the page for unlimited, with no leading
+	// slash and no query; empty means the home page.
+	// Default: {http.request.uri.query.page}.
+	Page string `json:"page,omitempty"`
+
+	// Scene is the template of the scene for unlimited, 1 to 32 characters.
+	// Default: {http.request.uri.query.scene}.
+	Scene string `json:"scene,omitempty"`
+
+	// Width is the template of the width in pixels, 280 to 1280; empty
+	// means 430. Default: {http.request.uri.query.width}.
+	Width string `json:"width,omitempty"`
+
+	// AutoColor (wxacode, unlimited) is "true" or "false", or a template
+	// giving one. Empty means false.
+	AutoColor string `json:"auto_color,omitempty"`
+
+	// LineColor (wxacode, unlimited) is "r,g,b" or "#rrggbb", or a template
+	// giving one. Empty means black.
+	LineColor string `json:"line_color,omitempty"`
+
+	// IsHyaline (wxacode, unlimited) asks for a transparent PNG: "true" or
+	// "false", or a template. Empty means false.
+	IsHyaline string `json:"is_hyaline,omitempty"`
+
+	// EnvVersion (wxacode, unlimited) is release, trial or develop, or a
+	// template giving one. Empty means release.
+	EnvVersion string `json:"env_version,omitempty"`
+
+	// CheckPath (unlimited) makes WeChat refuse unpublished pages: "true"
+	// or "false", or a template. Empty means true.
+	CheckPath string `json:"check_path,omitempty"`
+
+	// CacheDir keeps the codes in a file_system storage at this directory.
+	// Default: Caddy's configured storage.
+	CacheDir string `json:"cache_dir,omitempty"`
+
+	// StorageRaw keeps the codes in any caddy.storage module, for example
+	// one shared by every instance of a cluster. Default: Caddy's
+	// configured storage.
+	StorageRaw json.RawMessage `json:"storage,omitempty" caddy:"namespace=caddy.storage inline_key=module"`
+
+	// Token picks the token endpoint: stable (/cgi-bin/stable_token, the
+	// default, safe to share between instances) or classic
+	// (/cgi-bin/token, which kills the previous token: one instance only).
+	Token string `json:"token,omitempty"`
+
+	// APIBase is WeChat's API host. Default: https://api.weixin.qq.com.
+	APIBase string `json:"api_base,omitempty"`
+
+	// Timeout bounds one call to WeChat, retries included. Default: 10s.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+
+	// Allow lists globs over the path with its query (qrcode, wxacode) or
+	// the page (unlimited) that may be generated; * matches any run of
+	// characters, / and ? included. A lone * allows any path. Required
+	// for qrcode and wxacode, whose codes spend a lifetime budget.
+	Allow []string `json:"allow,omitempty"`
+
+	appID   string
+	secret  string
+	tokKey  string
+	client  *wechat.Client
+	cache   *codeCache
+	flight  *singleflight.Group
+	logger  *zap.Logger
+	timeout time.Duration
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.wxqrcode",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Defaults.
+const (
+	defaultTimeout = 10 * time.Second
+	tokenStable    = "stable"
+	tokenClassic   = "classic"
+)
+
+// tokenPool keeps token sources across config reloads, so a reload asks
+// WeChat for no new token.
+var tokenPool = caddy.NewUsagePool()
+
+// pooledTokens lets a token source live in the UsagePool.
+type pooledTokens struct{ *wechat.ReuseTokenSource }
+
+func (pooledTokens) Destruct() error { return nil }
+
+// Provision resolves the credentials, sets defaults and opens the storage.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	repl := caddy.NewReplacer()
+	h.appID = repl.ReplaceAll(h.AppID, "")
+	h.secret = repl.ReplaceAll(h.Secret, "")
+	if h.API == "" {
+		h.API = apiQRCode
+	}
+	if h.Token == "" {
+		h.Token = tokenStable
+	}
+	if h.APIBase == "" {
+		h.APIBase = wechat.DefaultBaseURL
+	}
+	h.APIBase = strings.TrimRight(h.APIBase, "/")
+	h.timeout = time.Duration(h.Timeout)
+	if h.timeout == 0 {
+		h.timeout = defaultTimeout
+	}
+	setDefault(&h.Path, "{http.request.uri.query.path}")
+	setDefault(&h.Page, "{http.request.uri.query.page}")
+	setDefault(&h.Scene, "{http.request.uri.query.scene}")
+	setDefault(&h.Width, "{http.request.uri.query.width}")
+
+	storage, err := h.openStorage(ctx)
+	if err != nil {
+		return err
+	}
+	h.cache = &codeCache{storage: storage}
+	h.flight = new(singleflight.Group)
+
+	hc := &http.Client{}
+	var src wechat.TokenSource
+	if h.Token == tokenClassic {
+		src = &wechat.ClassicTokenSource{BaseURL: h.APIBase, AppID: h.appID, Secret: h.secret, HTTPClient: hc}
+	} else {
+		src = &wechat.StableTokenSource{BaseURL: h.APIBase, AppID: h.appID, Secret: h.secret, HTTPClient: hc}
+	}
+	secretSum := sha256.Sum256([]byte(h.secret))
+	h.tokKey = strings.Join([]string{h.APIBase, h.appID, h.Token, hex.EncodeToString(secretSum[:])}, "|")
+	pooled, _, err := tokenPool.LoadOrNew(h.tokKey, func() (caddy.Destructor, error) {
+		return pooledTokens{wechat.NewReuseTokenSource(src)}, nil
+	})
+	if err != nil {
+		return err
+	}
+	h.client = &wechat.Client{BaseURL: h.APIBase, HTTPClient: hc, Tokens: pooled.(pooledTokens).ReuseTokenSource}
+	return nil
+}
+
+func setDefault(field *string, value string) {
+	if *field == "" {
+		*field = value
+	}
+}
+
+func (h *Handler) openStorage(ctx caddy.Context) (certmagic.Storage, error) {
+	switch {
+	case h.StorageRaw != nil:
+		mod, err := ctx.LoadModule(h, "StorageRaw")
+		if err != nil {
+			return nil, fmt.Errorf("loading storage module: %v", err)
+		}
+		storage, err := mod.(caddy.StorageConverter).CertMagicStorage()
+		if err != nil {
+			return nil, fmt.Errorf("opening storage: %v", err)
+		}
+		return storage, nil
+	case h.CacheDir != "":
+		return &certmagic.FileStorage{Path: caddy.NewReplacer().ReplaceAll(h.CacheDir, "")}, nil
+	}
+	return ctx.Storage(), nil
+}
+
+// Validate rejects a config that cannot work, saying what to change.
+func (h *Handler) Validate() error {
+	if h.appID == "" {
+		return fmt.Errorf("appid is required (it is empty after resolving %q)", h.AppID)
+	}
+	if h.secret == "" {
+		return fmt.Errorf("secret is required (it is empty after resolving placeholders; is the environment variable set?)")
+	}
+	if h.Token != tokenStable && h.Token != tokenClassic {
+		return fmt.Errorf("token must be stable or classic, not %q", h.Token)
+	}
+	if u, err := url.Parse(h.APIBase); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
+		return fmt.Errorf("api_base must be an http or https URL such as %s, not %q", wechat.DefaultBaseURL, h.APIBase)
+	}
+	if h.Timeout < 0 {
+		return fmt.Errorf("timeout must not be negative")
+	}
+	if h.CacheDir != "" && h.StorageRaw != nil {
+		return fmt.Errorf("use either cache_dir or storage, not both")
+	}
+	for _, g := range h.Allow {
+		if g == "" {
+			return fmt.Errorf("allow: empty glob; use * to allow any path")
+		}
+	}
+	if err := h.validateOptions(); err != nil {
+		return err
+	}
+	return h.validateFixedValues()
+}
+
+// validateOptions checks that each option set applies to the api.
+func (h *Handler) validateOptions() error {
+	opts := []struct {
+		name, value string
+		apis        string
+	}{
+		{"path", h.Path, apiQRCode + " " + apiWxaCode},
+		{"page", h.Page, apiUnlimited},
+		{"scene", h.Scene, apiUnlimited},
+		{"auto_color", h.AutoColor, apiWxaCode + " " + apiUnlimited},
+		{"line_color", h.LineColor, apiWxaCode + " " + apiUnlimited},
+		{"is_hyaline", h.IsHyaline, apiWxaCode + " " + apiUnlimited},
+		{"env_version", h.EnvVersion, apiWxaCode + " " + apiUnlimited},
+		{"check_path", h.CheckPath, apiUnlimited},
+	}
+	switch h.API {
+	case apiQRCode, apiWxaCode, apiUnlimited:
+	default:
+		return fmt.Errorf("api must be qrcode, wxacode or unlimited, not %q", h.API)
+	}
+	for _, o := range opts {
+		if o.value != "" && !isDefaultTemplate(o.name, o.value) && !strings.Contains(o.apis, h.API) {
+			return fmt.Errorf("%s applies to api %s only, not %s", o.name, strings.ReplaceAll(o.apis, " ", " and "), h.API)
+		}
+	}
+	if h.API != apiUnlimited && len(h.Allow) == 0 {
+		return fmt.Errorf("api %s spends WeChat's lifetime budget of 100,000 codes per app, so say which paths may be generated: "+
+			"add 'allow <glob>...' (for example 'allow pages/item/item?id=*'), or 'allow *' to accept any path on purpose", h.API)
+	}
+	return nil
+}
+
+// isDefaultTemplate tells the defaults Provision filled in from options the
+// user set.
+func isDefaultTemplate(name, value string) bool {
+	return value == "{http.request.uri.query."+name+"}"
+}
+
+// validateFixedValues rejects at load the options given as fixed values
+// that every request would fail on.
+func (h *Handler) validateFixedValues() error {
+	fixed := func(s string) string {
+		if strings.Contains(s, "{") {
+			return ""
+		}
+		return s
+	}
+	if _, err := parseWidth(fixed(h.Width)); err != nil {
+		return fmt.Errorf("width: %v", err.(*wechat.Error).Message)
+	}
+	if _, err := parseColor(fixed(h.LineColor)); err != nil {
+		return fmt.Errorf("line_color: %v", err.(*wechat.Error).Message)
+	}
+	for name, v := range map[string]string{"auto_color": h.AutoColor, "is_hyaline": h.IsHyaline, "check_path": h.CheckPath} {
+		if _, err := parseBool(name, fixed(v), false); err != nil {
+			return fmt.Errorf("%s must be true, false or a placeholder, not %q", name, v)
+		}
+	}
+	switch fixed(h.EnvVersion) {
+	case "", wechat.EnvRelease, wechat.EnvTrial, wechat.EnvDevelop:
+	default:
+		return fmt.Errorf("env_version must be release, trial, develop or a placeholder, not %q", h.EnvVersion)
+	}
+	return nil
+}
+
+// Cleanup releases the pooled token source.
+func (h *Handler) Cleanup() error {
+	if h.tokKey != "" {
+		_, err := tokenPool.Delete(h.tokKey)
+		return err
+	}
+	return nil
+}
+
+// ServeHTTP answers with the code image, or with a JSON error.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		localProblem(http.StatusMethodNotAllowed, codeMethod, "wxqrcode: only GET and HEAD are allowed").write(w)
+		return nil
+	}
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	cr, err := h.resolveRequest(repl)
+	if err != nil {
+		h.fail(w, cr, err)
+		return nil
+	}
+	if !h.allowed(cr.subject) {
+		h.fail(w, cr, localProblem(http.StatusForbidden, codeNotAllowed, "wxqrcode: this path may not be generated here (see allow)"))
+		return nil
+	}
+	e, err := h.lookup(r.Context(), cr)
+	if err != nil {
+		h.fail(w, cr, err)
+		return nil
+	}
+	serveEntry(w, r, e)
+	return nil
+}
+
+func (h *Handler) allowed(subject string) bool {
+	if len(h.Allow) == 0 {
+		return true
+	}
+	for _, g := range h.Allow {
+		if globMatch(g, subject) {
+			return true
+		}
+	}
+	return false
+}
+
+// lookup returns the cached code, or fetches it: once per key however
+// many requests wait. The fetch runs apart from the request, so a client
+// that gives up does not waste a call already paid for.
+func (h *Handler) lookup(ctx context.Context, cr *codeRequest) (*entry, error) {
+	e, err := h.cache.load(ctx, cr.key)
+	if err != nil {
+		h.logger.Warn("reading cache", zap.String("key", cr.key), zap.Error(err))
+	}
+	if e != nil {
+		h.logger.Debug("cache hit", zap.String("api", cr.api), zap.String("key", cr.key))
+		return e, nil
+	}
+	ch := h.flight.DoChan(cr.key, func() (any, error) {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.timeout)
+		defer cancel()
+		return h.fetch(fctx, cr)
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, res.Err
+		}
+		return res.Val.(*entry), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// fetch asks WeChat for the code and caches it. A storage that fails to
+// write costs the cache, not the answer.
+func (h *Handler) fetch(ctx context.Context, cr *codeRequest) (*entry, error) {
+	if e, err := h.cache.load(ctx, cr.key); err == nil && e != nil {
+		return e, nil // cached while this request waited its turn
+	}
+	start := time.Now()
+	var img *wechat.Image
+	var err error
+	switch cr.api {
+	case apiQRCode:
+		img, err = h.client.CreateQRCode(ctx, cr.qrcode)
+	case apiWxaCode:
+		img, err = h.client.GetWxaCode(ctx, cr.wxacode)
+	case apiUnlimited:
+		img, err = h.client.GetUnlimited(ctx, cr.unlimited)
+	}
+	if err != nil {
+		return nil, err
+	}
+	e, err := h.cache.store(ctx, cr.key, cr.canonical, img)
+	if e == nil {
+		return nil, err
+	}
+	if err != nil {
+		h.logger.Error("storing code", zap.String("key", cr.key), zap.Error(err))
+	}
+	h.logger.Info("fetched code",
+		zap.String("api", cr.api),
+		zap.String("key", cr.key),
+		zap.Int("bytes", len(img.Data)),
+		zap.String("content_type", e.contentType),
+		zap.Int("num_used", img.NumUsed),
+		zap.Duration("duration", time.Since(start)))
+	return e, nil
+}
+
+// fail logs err, an error or a *problem, and answers with its problem.
+// Errors of this module and of package wechat carry no secret or token.
+func (h *Handler) fail(w http.ResponseWriter, cr *codeRequest, err error) {
+	p, ok := err.(*problem)
+	if !ok {
+		p = problemFor(err)
+	}
+	fields := []zap.Field{zap.Int("status", p.status), zap.Int("errcode", p.code), zap.String("errmsg", p.message)}
+	if !ok {
+		fields = append(fields, zap.Error(err))
+	}
+	if cr != nil {
+		fields = append(fields, zap.String("api", cr.api), zap.String("key", cr.key))
+	}
+	if p.status >= http.StatusInternalServerError {
+		h.logger.Error("code request failed", fields...)
+	} else {
+		h.logger.Debug("code request refused", fields...)
+	}
+	p.write(w)
+}
+
+// serveEntry writes the image like a static file: validators, long-lived
+// caching, ranges, HEAD and 304 through http.ServeContent.
+func serveEntry(w http.ResponseWriter, r *http.Request, e *entry) {
+	hdr := w.Header()
+	hdr.Set("Content-Type", e.contentType)
+	hdr.Set("ETag", e.etag)
+	if hdr.Get("Cache-Control") == "" {
+		hdr.Set("Cache-Control", "public, max-age=31536000, immutable")
+	}
+	http.ServeContent(w, r, "", e.stored, bytes.NewReader(e.data))
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

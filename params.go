@@ -1,0 +1,242 @@
+package wxqrcode
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/wxqrcode/caddy-wxqrcode/wechat"
+)
+
+// The values of the api option.
+const (
+	apiQRCode    = "qrcode"
+	apiWxaCode   = "wxacode"
+	apiUnlimited = "unlimited"
+)
+
+// codeRequest is one request for a code with its templates resolved and
+// every default applied, so that equal images have equal keys.
+type codeRequest struct {
+	api       string
+	qrcode    *wechat.QRCodeRequest
+	wxacode   *wechat.WxaCodeRequest
+	unlimited *wechat.UnlimitedRequest
+	// subject is what allow globs match: the path, or the page.
+	subject string
+	// canonical lists every effective parameter, sorted and URL-encoded.
+	canonical string
+	// key is the hex SHA-256 of canonical; it names the cache entry.
+	key string
+}
+
+// look holds the parameters that shape the image, shared by wxacode and
+// unlimited (qrcode takes the width only).
+type look struct {
+	width      int
+	autoColor  bool
+	lineColor  *wechat.Color // nil: black
+	isHyaline  bool
+	envVersion string
+}
+
+// resolveRequest fills the handler's templates from repl and checks the
+// result as WeChat would, so that a bad request spends no call.
+func (h *Handler) resolveRequest(repl *caddy.Replacer) (*codeRequest, error) {
+	get := func(tmpl string) string { return repl.ReplaceAll(tmpl, "") }
+	lk, err := h.resolveLook(get)
+	if err != nil {
+		return nil, err
+	}
+	cr := &codeRequest{api: h.API}
+	v := url.Values{
+		"api":   {h.API},
+		"appid": {h.appID},
+		"width": {strconv.Itoa(lk.width)},
+	}
+	var validate func() error
+	switch h.API {
+	case apiQRCode:
+		cr.qrcode = &wechat.QRCodeRequest{Path: get(h.Path), Width: lk.width}
+		cr.subject = cr.qrcode.Path
+		validate = cr.qrcode.Validate
+	case apiWxaCode:
+		cr.wxacode = &wechat.WxaCodeRequest{
+			Path: get(h.Path), Width: lk.width, AutoColor: lk.autoColor,
+			LineColor: lk.lineColor, IsHyaline: lk.isHyaline, EnvVersion: lk.sentEnv(),
+		}
+		cr.subject = cr.wxacode.Path
+		validate = cr.wxacode.Validate
+		lk.addTo(v)
+	case apiUnlimited:
+		checkPath, err := parseBool("check_path", get(h.CheckPath), true)
+		if err != nil {
+			return nil, err
+		}
+		cr.unlimited = &wechat.UnlimitedRequest{
+			Scene: get(h.Scene), Page: get(h.Page), Width: lk.width, AutoColor: lk.autoColor,
+			LineColor: lk.lineColor, IsHyaline: lk.isHyaline, EnvVersion: lk.sentEnv(),
+		}
+		if !checkPath {
+			cr.unlimited.CheckPath = &checkPath
+		}
+		cr.subject = cr.unlimited.Page
+		validate = cr.unlimited.Validate
+		lk.addTo(v)
+		v.Set("scene", cr.unlimited.Scene)
+		v.Set("page", cr.unlimited.Page)
+		v.Set("check_path", strconv.FormatBool(checkPath))
+	}
+	if err := validate(); err != nil {
+		return nil, err
+	}
+	if cr.api != apiUnlimited {
+		v.Set("path", cr.subject)
+	}
+	cr.canonical = v.Encode()
+	sum := sha256.Sum256([]byte(cr.canonical))
+	cr.key = hex.EncodeToString(sum[:])
+	return cr, nil
+}
+
+func (h *Handler) resolveLook(get func(string) string) (look, error) {
+	var lk look
+	var err error
+	if lk.width, err = parseWidth(get(h.Width)); err != nil {
+		return lk, err
+	}
+	if h.API == apiQRCode {
+		return lk, nil
+	}
+	if lk.autoColor, err = parseBool("auto_color", get(h.AutoColor), false); err != nil {
+		return lk, err
+	}
+	if lk.isHyaline, err = parseBool("is_hyaline", get(h.IsHyaline), false); err != nil {
+		return lk, err
+	}
+	if lk.lineColor, err = parseColor(get(h.LineColor)); err != nil {
+		return lk, err
+	}
+	if lk.autoColor {
+		lk.lineColor = nil // WeChat ignores it then
+	}
+	lk.envVersion = get(h.EnvVersion)
+	if lk.envVersion == "" {
+		lk.envVersion = wechat.EnvRelease
+	}
+	return lk, nil
+}
+
+// sentEnv leaves WeChat's default out of the call.
+func (lk look) sentEnv() string {
+	if lk.envVersion == wechat.EnvRelease {
+		return ""
+	}
+	return lk.envVersion
+}
+
+func (lk look) addTo(v url.Values) {
+	color := "0,0,0"
+	if lk.lineColor != nil {
+		color = fmt.Sprintf("%d,%d,%d", lk.lineColor.R, lk.lineColor.G, lk.lineColor.B)
+	}
+	if lk.autoColor {
+		color = "auto"
+	}
+	v.Set("auto_color", strconv.FormatBool(lk.autoColor))
+	v.Set("line_color", color)
+	v.Set("is_hyaline", strconv.FormatBool(lk.isHyaline))
+	v.Set("env_version", lk.envVersion)
+}
+
+// invalidArg is a local error with WeChat's code for invalid arguments.
+func invalidArg(format string, args ...any) error {
+	return &wechat.Error{Code: wechat.CodeInvalidArgs, Message: fmt.Sprintf(format, args...)}
+}
+
+// parseWidth reads a width; empty means WeChat's default.
+func parseWidth(s string) (int, error) {
+	if s == "" {
+		return wechat.DefaultWidth, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < wechat.MinWidth || n > wechat.MaxWidth {
+		return 0, invalidArg("width must be a whole number from %d to %d", wechat.MinWidth, wechat.MaxWidth)
+	}
+	return n, nil
+}
+
+func parseBool(name, s string, def bool) (bool, error) {
+	if s == "" {
+		return def, nil
+	}
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return false, invalidArg("%s must be true or false", name)
+	}
+	return b, nil
+}
+
+// parseColor reads "r,g,b" (each 0..255) or "#rrggbb"; empty means black.
+// Black is returned as nil so that it keys like the default.
+func parseColor(s string) (*wechat.Color, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var c [3]int
+	var err error
+	if hexa, ok := strings.CutPrefix(s, "#"); ok {
+		var b []byte
+		if b, err = hex.DecodeString(hexa); err == nil && len(b) == 3 {
+			c = [3]int{int(b[0]), int(b[1]), int(b[2])}
+		} else {
+			err = fmt.Errorf("bad hex colour")
+		}
+	} else {
+		parts := strings.Split(s, ",")
+		if len(parts) != 3 {
+			err = fmt.Errorf("want three components")
+		}
+		for i := 0; err == nil && i < 3; i++ {
+			c[i], err = strconv.Atoi(strings.TrimSpace(parts[i]))
+			if err == nil && (c[i] < 0 || c[i] > 255) {
+				err = fmt.Errorf("component out of range")
+			}
+		}
+	}
+	if err != nil {
+		return nil, invalidArg("line_color must be r,g,b with each 0 to 255, or #rrggbb")
+	}
+	if c == [3]int{} {
+		return nil, nil
+	}
+	return &wechat.Color{R: c[0], G: c[1], B: c[2]}, nil
+}
+
+// globMatch reports whether s matches pattern, in which * stands for any
+// run of bytes, / and ? included (paths carry queries), and every other
+// byte for itself.
+func globMatch(pattern, s string) bool {
+	parts := strings.Split(pattern, "*")
+	if len(parts) == 1 {
+		return pattern == s
+	}
+	if !strings.HasPrefix(s, parts[0]) {
+		return false
+	}
+	s = s[len(parts[0]):]
+	last := parts[len(parts)-1]
+	for _, p := range parts[1 : len(parts)-1] {
+		i := strings.Index(s, p)
+		if i < 0 {
+			return false
+		}
+		s = s[i+len(p):]
+	}
+	return len(s) >= len(last) && strings.HasSuffix(s, last)
+}

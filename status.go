@@ -1,0 +1,109 @@
+package wxqrcode
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/wxqrcode/caddy-wxqrcode/wechat"
+)
+
+// The module's own error codes, for failures WeChat has no code for. They
+// are documented in the README.
+const (
+	codeNotAllowed      = 990403 // the path or page matches no allow glob
+	codeMethod          = 990405 // not GET or HEAD
+	codeInternal        = 990500 // the module could not do its work
+	codeUpstreamFailed  = 990502 // WeChat unreachable or its reply unusable
+	codeUpstreamTimeout = 990504 // WeChat did not answer within timeout
+)
+
+// problem is an error response: its status, body and Retry-After.
+type problem struct {
+	status     int
+	body       []byte
+	retryAfter time.Duration
+	// code and message are for the logs.
+	code    int
+	message string
+}
+
+func (p *problem) Error() string { return p.message }
+
+func localProblem(status, code int, message string) *problem {
+	body, _ := json.Marshal(struct {
+		ErrCode int    `json:"errcode"`
+		ErrMsg  string `json:"errmsg"`
+	}{code, message})
+	return &problem{status: status, body: body, code: code, message: message}
+}
+
+// problemFor maps an error from resolving or fetching a code to the status
+// table of the README. WeChat's own errors keep WeChat's body.
+func problemFor(err error) *problem {
+	var werr *wechat.Error
+	if errors.As(err, &werr) {
+		p := localProblem(wechatStatus(werr.Code), werr.Code, werr.Message)
+		if werr.Body != nil {
+			p.body = werr.Body
+		}
+		switch werr.Code {
+		case wechat.CodeDailyLimit:
+			p.retryAfter = untilBeijingMidnight(time.Now())
+		case wechat.CodeMinuteLimit:
+			p.retryAfter = time.Minute
+		case wechat.CodeBusy:
+			p.retryAfter = 5 * time.Second
+		}
+		return p
+	}
+	var nerr net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &nerr) && nerr.Timeout()) {
+		return localProblem(http.StatusGatewayTimeout, codeUpstreamTimeout, "wxqrcode: wechat did not answer in time")
+	}
+	return localProblem(http.StatusBadGateway, codeUpstreamFailed, "wxqrcode: wechat could not be reached or sent an unusable reply")
+}
+
+// wechatStatus is the HTTP status for a WeChat errcode.
+func wechatStatus(code int) int {
+	switch code {
+	case wechat.CodeInvalidArgs, wechat.CodePathLength, wechat.CodeSceneLength,
+		wechat.CodeSceneChars, wechat.CodeInvalidPage, wechat.CodeScancodeTime:
+		return http.StatusBadRequest
+	case wechat.CodeLifetimeLimit:
+		return http.StatusForbidden
+	case wechat.CodeDailyLimit, wechat.CodeMinuteLimit:
+		return http.StatusTooManyRequests
+	case wechat.CodeBusy:
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusBadGateway
+}
+
+// beijing is UTC+8, where WeChat's daily quotas roll over.
+var beijing = time.FixedZone("CST", 8*60*60)
+
+func untilBeijingMidnight(now time.Time) time.Duration {
+	t := now.In(beijing)
+	next := time.Date(t.Year(), t.Month(), t.Day()+1, 0, 0, 0, 0, beijing)
+	return next.Sub(now)
+}
+
+// write sends the problem with headers that keep it out of every cache.
+func (p *problem) write(w http.ResponseWriter) {
+	hdr := w.Header()
+	hdr.Set("Content-Type", "application/json; charset=utf-8")
+	hdr.Set("Cache-Control", "no-store")
+	hdr.Del("ETag")
+	hdr.Del("Last-Modified")
+	if p.retryAfter > 0 {
+		hdr.Set("Retry-After", strconv.Itoa(int((p.retryAfter+time.Second-1)/time.Second)))
+	}
+	hdr.Set("Content-Length", strconv.Itoa(len(p.body)))
+	w.WriteHeader(p.status)
+	_, _ = w.Write(p.body)
+}
