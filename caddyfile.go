@@ -1,6 +1,7 @@
 package wxqrcode
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -12,8 +13,9 @@ import (
 
 func init() {
 	httpcaddyfile.RegisterHandlerDirective("wxqrcode", parseCaddyfile)
-	// Beside file_server: it answers the request rather than passing it on.
-	httpcaddyfile.RegisterDirectiveOrder("wxqrcode", httpcaddyfile.Before, "file_server")
+	// Before respond: it answers the request itself, and a catch-all respond
+	// written after it should not shadow it.
+	httpcaddyfile.RegisterDirectiveOrder("wxqrcode", httpcaddyfile.Before, "respond")
 }
 
 func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
@@ -49,6 +51,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // wxacode. Templates are Caddy placeholders and text, resolved per request.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
+	file, line := d.File(), d.Line()
 	if d.NextArg() {
 		return d.ArgErr()
 	}
@@ -79,6 +82,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			*field = d.Val()
+			if err := checkValue(name, *field); err != nil {
+				return d.WrapErr(err)
+			}
 			if d.NextArg() {
 				return d.ArgErr()
 			}
@@ -125,6 +131,9 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		default:
 			return d.Errf("unknown subdirective %q", name)
 		}
+	}
+	if err := h.checkConfig(); err != nil {
+		return fmt.Errorf("wxqrcode: %w, at %s:%d", err, file, line)
 	}
 	return nil
 }

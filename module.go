@@ -7,10 +7,12 @@ package wxqrcode
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -102,7 +104,8 @@ type Handler struct {
 	// (/cgi-bin/token, which kills the previous token: one instance only).
 	Token string `json:"token,omitempty"`
 
-	// APIBase is WeChat's API host. Default: https://api.weixin.qq.com.
+	// APIBase is WeChat's API host; global placeholders are resolved once
+	// at load. Default: https://api.weixin.qq.com.
 	APIBase string `json:"api_base,omitempty"`
 
 	// Timeout bounds one call to WeChat, retries included. Default: 10s.
@@ -116,6 +119,7 @@ type Handler struct {
 
 	appID   string
 	secret  string
+	apiBase string
 	tokKey  string
 	client  *wechat.Client
 	cache   *codeCache
@@ -160,10 +164,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.Token == "" {
 		h.Token = tokenStable
 	}
-	if h.APIBase == "" {
-		h.APIBase = wechat.DefaultBaseURL
-	}
-	h.APIBase = strings.TrimRight(h.APIBase, "/")
+	h.apiBase = strings.TrimRight(cmp.Or(repl.ReplaceAll(h.APIBase, ""), wechat.DefaultBaseURL), "/")
 	h.timeout = time.Duration(h.Timeout)
 	if h.timeout == 0 {
 		h.timeout = defaultTimeout
@@ -183,19 +184,19 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	hc := &http.Client{}
 	var src wechat.TokenSource
 	if h.Token == tokenClassic {
-		src = &wechat.ClassicTokenSource{BaseURL: h.APIBase, AppID: h.appID, Secret: h.secret, HTTPClient: hc}
+		src = &wechat.ClassicTokenSource{BaseURL: h.apiBase, AppID: h.appID, Secret: h.secret, HTTPClient: hc}
 	} else {
-		src = &wechat.StableTokenSource{BaseURL: h.APIBase, AppID: h.appID, Secret: h.secret, HTTPClient: hc}
+		src = &wechat.StableTokenSource{BaseURL: h.apiBase, AppID: h.appID, Secret: h.secret, HTTPClient: hc}
 	}
 	secretSum := sha256.Sum256([]byte(h.secret))
-	h.tokKey = strings.Join([]string{h.APIBase, h.appID, h.Token, hex.EncodeToString(secretSum[:])}, "|")
+	h.tokKey = strings.Join([]string{h.apiBase, h.appID, h.Token, hex.EncodeToString(secretSum[:])}, "|")
 	pooled, _, err := tokenPool.LoadOrNew(h.tokKey, func() (caddy.Destructor, error) {
 		return pooledTokens{wechat.NewReuseTokenSource(src)}, nil
 	})
 	if err != nil {
 		return err
 	}
-	h.client = &wechat.Client{BaseURL: h.APIBase, HTTPClient: hc, Tokens: pooled.(pooledTokens).ReuseTokenSource}
+	h.client = &wechat.Client{BaseURL: h.apiBase, HTTPClient: hc, Tokens: pooled.(pooledTokens).ReuseTokenSource}
 	return nil
 }
 
@@ -226,16 +227,33 @@ func (h *Handler) openStorage(ctx caddy.Context) (certmagic.Storage, error) {
 // Validate rejects a config that cannot work, saying what to change.
 func (h *Handler) Validate() error {
 	if h.appID == "" {
-		return fmt.Errorf("appid is required (it is empty after resolving %q)", h.AppID)
+		return fmt.Errorf("appid is empty after resolving %q: set it, or the environment variable it names", h.AppID)
 	}
 	if h.secret == "" {
-		return fmt.Errorf("secret is required (it is empty after resolving placeholders; is the environment variable set?)")
+		return fmt.Errorf("secret is empty after resolving placeholders: set it, or the environment variable it names")
 	}
-	if h.Token != tokenStable && h.Token != tokenClassic {
-		return fmt.Errorf("token must be stable or classic, not %q", h.Token)
+	if err := checkValue("api_base", h.apiBase); err != nil {
+		return err
 	}
-	if u, err := url.Parse(h.APIBase); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
-		return fmt.Errorf("api_base must be an http or https URL such as %s, not %q", wechat.DefaultBaseURL, h.APIBase)
+	return h.checkConfig()
+}
+
+// checkConfig checks what needs no provisioning. The Caddyfile adapter
+// runs it too, to report errors with their file and line.
+func (h *Handler) checkConfig() error {
+	if h.AppID == "" || h.Secret == "" {
+		return fmt.Errorf("appid and secret are required")
+	}
+	api := cmp.Or(h.API, apiQRCode)
+	values := []struct{ name, value string }{
+		{"api", h.API}, {"token", h.Token}, {"api_base", h.APIBase},
+		{"width", h.Width}, {"line_color", h.LineColor}, {"env_version", h.EnvVersion},
+		{"auto_color", h.AutoColor}, {"is_hyaline", h.IsHyaline}, {"check_path", h.CheckPath},
+	}
+	for _, v := range values {
+		if err := checkValue(v.name, v.value); err != nil {
+			return err
+		}
 	}
 	if h.Timeout < 0 {
 		return fmt.Errorf("timeout must not be negative")
@@ -248,18 +266,7 @@ func (h *Handler) Validate() error {
 			return fmt.Errorf("allow: empty glob; use * to allow any path")
 		}
 	}
-	if err := h.validateOptions(); err != nil {
-		return err
-	}
-	return h.validateFixedValues()
-}
-
-// validateOptions checks that each option set applies to the api.
-func (h *Handler) validateOptions() error {
-	opts := []struct {
-		name, value string
-		apis        string
-	}{
+	options := []struct{ name, value, apis string }{
 		{"path", h.Path, apiQRCode + " " + apiWxaCode},
 		{"page", h.Page, apiUnlimited},
 		{"scene", h.Scene, apiUnlimited},
@@ -269,19 +276,14 @@ func (h *Handler) validateOptions() error {
 		{"env_version", h.EnvVersion, apiWxaCode + " " + apiUnlimited},
 		{"check_path", h.CheckPath, apiUnlimited},
 	}
-	switch h.API {
-	case apiQRCode, apiWxaCode, apiUnlimited:
-	default:
-		return fmt.Errorf("api must be qrcode, wxacode or unlimited, not %q", h.API)
-	}
-	for _, o := range opts {
-		if o.value != "" && !isDefaultTemplate(o.name, o.value) && !strings.Contains(o.apis, h.API) {
-			return fmt.Errorf("%s applies to api %s only, not %s", o.name, strings.ReplaceAll(o.apis, " ", " and "), h.API)
+	for _, o := range options {
+		if o.value != "" && !isDefaultTemplate(o.name, o.value) && !strings.Contains(o.apis, api) {
+			return fmt.Errorf("%s applies to api %s only, not %s", o.name, strings.ReplaceAll(o.apis, " ", " and "), api)
 		}
 	}
-	if h.API != apiUnlimited && len(h.Allow) == 0 {
+	if api != apiUnlimited && len(h.Allow) == 0 {
 		return fmt.Errorf("api %s spends WeChat's lifetime budget of 100,000 codes per app, so say which paths may be generated: "+
-			"add 'allow <glob>...' (for example 'allow pages/item/item?id=*'), or 'allow *' to accept any path on purpose", h.API)
+			"add 'allow <glob>...' (for example 'allow pages/item/item?id=*'), or 'allow *' to accept any path on purpose", api)
 	}
 	return nil
 }
@@ -292,30 +294,41 @@ func isDefaultTemplate(name, value string) bool {
 	return value == "{http.request.uri.query."+name+"}"
 }
 
-// validateFixedValues rejects at load the options given as fixed values
-// that every request would fail on.
-func (h *Handler) validateFixedValues() error {
-	fixed := func(s string) string {
-		if strings.Contains(s, "{") {
-			return ""
+// checkValue rejects a bad value of a single option. Templates are checked
+// per request instead.
+func checkValue(name, value string) error {
+	if value == "" || (strings.Contains(value, "{") && name != "api" && name != "token") {
+		return nil
+	}
+	var err error
+	switch name {
+	case "api":
+		if value != apiQRCode && value != apiWxaCode && value != apiUnlimited {
+			return fmt.Errorf("api must be qrcode, wxacode or unlimited, not %q", value)
 		}
-		return s
-	}
-	if _, err := parseWidth(fixed(h.Width)); err != nil {
-		return fmt.Errorf("width: %v", err.(*wechat.Error).Message)
-	}
-	if _, err := parseColor(fixed(h.LineColor)); err != nil {
-		return fmt.Errorf("line_color: %v", err.(*wechat.Error).Message)
-	}
-	for name, v := range map[string]string{"auto_color": h.AutoColor, "is_hyaline": h.IsHyaline, "check_path": h.CheckPath} {
-		if _, err := parseBool(name, fixed(v), false); err != nil {
-			return fmt.Errorf("%s must be true, false or a placeholder, not %q", name, v)
+	case "token":
+		if value != tokenStable && value != tokenClassic {
+			return fmt.Errorf("token must be stable or classic, not %q", value)
+		}
+	case "api_base":
+		if u, perr := url.Parse(value); perr != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
+			return fmt.Errorf("api_base must be an http or https URL such as %s, not %q", wechat.DefaultBaseURL, value)
+		}
+	case "width":
+		_, err = parseWidth(value)
+	case "line_color":
+		_, err = parseColor(value)
+	case "auto_color", "is_hyaline", "check_path":
+		_, err = parseBool(name, value, false)
+	case "env_version":
+		switch value {
+		case wechat.EnvRelease, wechat.EnvTrial, wechat.EnvDevelop:
+		default:
+			return fmt.Errorf("env_version must be release, trial, develop or a placeholder, not %q", value)
 		}
 	}
-	switch fixed(h.EnvVersion) {
-	case "", wechat.EnvRelease, wechat.EnvTrial, wechat.EnvDevelop:
-	default:
-		return fmt.Errorf("env_version must be release, trial, develop or a placeholder, not %q", h.EnvVersion)
+	if err != nil {
+		return errors.New(err.(*wechat.Error).Message)
 	}
 	return nil
 }
