@@ -1,0 +1,318 @@
+package wxqrcode_test
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+
+	_ "github.com/wxqrcode/caddy-wxqrcode"
+	"github.com/wxqrcode/caddy-wxqrcode/wechat/wechattest"
+)
+
+const (
+	testAppID  = "wx0123456789abcdef"
+	testSecret = "c0ffee5ecret0123456789abcdef0123"
+	secretEnv  = "WXQRCODE_TEST_SECRET"
+)
+
+// logDir collects the debug logs of every Caddy the tests run; TestMain
+// scans them for the secret and every access token issued.
+var logDir string
+
+// fakes lists every fake WeChat of the run, for the tokens they issued.
+var fakes struct {
+	sync.Mutex
+	all []*wechattest.Server
+}
+
+func TestMain(m *testing.M) {
+	var err error
+	if logDir, err = os.MkdirTemp("", "wxqrcode-logs-"); err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
+	os.Setenv(secretEnv, testSecret)
+	code := m.Run()
+	if code == 0 {
+		if err := scanLogs(); err != nil {
+			fmt.Println("FAIL: log scan:", err)
+			code = 1
+		}
+	}
+	os.RemoveAll(logDir)
+	os.Exit(code)
+}
+
+// scanLogs fails if any log holds the secret or a token, and if the logs
+// are too thin for that to mean anything.
+func scanLogs() error {
+	files, err := filepath.Glob(filepath.Join(logDir, "*.log"))
+	if err != nil {
+		return err
+	}
+	var all bytes.Buffer
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		all.Write(data)
+	}
+	logs := all.String()
+	fakes.Lock()
+	defer fakes.Unlock()
+	var tokens []string
+	for _, f := range fakes.all {
+		tokens = append(tokens, f.Tokens()...)
+	}
+	if !strings.Contains(logs, `"fetched code"`) || !strings.Contains(logs, `"level":"debug"`) || len(tokens) == 0 {
+		return fmt.Errorf("only %d bytes of logs from %d files and %d tokens: nothing to scan", len(logs), len(files), len(tokens))
+	}
+	if strings.Contains(logs, testSecret) {
+		return fmt.Errorf("the app secret is in the logs")
+	}
+	for _, tok := range tokens {
+		if strings.Contains(logs, tok) {
+			return fmt.Errorf("an access token is in the logs")
+		}
+	}
+	fmt.Printf("log scan: %d bytes in %d files, no secret, none of %d tokens\n", len(logs), len(files), len(tokens))
+	return nil
+}
+
+func newFake(t *testing.T) *wechattest.Server {
+	t.Helper()
+	fake := wechattest.NewServer(testAppID, testSecret)
+	t.Cleanup(fake.Close)
+	fakes.Lock()
+	fakes.all = append(fakes.all, fake)
+	fakes.Unlock()
+	return fake
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// site is a Caddy serving one test site on loopback.
+type site struct {
+	t    *testing.T
+	url  string // http://127.0.0.1:port
+	dir  string // the default storage's root
+	fake *wechattest.Server
+}
+
+// caddyfile wraps site directives in a Caddyfile for a test: debug logs
+// into logDir, default storage at dir.
+func caddyfile(t *testing.T, port int, dir, directives string) string {
+	logFile := filepath.Join(logDir, strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())+".log")
+	return fmt.Sprintf(`{
+	admin off
+	persist_config off
+	auto_https off
+	storage file_system %s
+	log {
+		output file %s
+		level DEBUG
+	}
+}
+http://127.0.0.1:%d {
+	bind 127.0.0.1
+	%s
+}
+`, dir, logFile, port, directives)
+}
+
+// qrBlock is a wxqrcode block at /qr for the fake with extra options.
+func qrBlock(fake *wechattest.Server, extra string) string {
+	return fmt.Sprintf(`wxqrcode /qr {
+		appid %s
+		secret {env.%s}
+		api_base %s
+		%s
+	}`, testAppID, secretEnv, fake.URL, extra)
+}
+
+// startSite runs Caddy in this process with the directives. dir is the
+// storage root; empty means a new temporary one.
+func startSite(t *testing.T, fake *wechattest.Server, dir, directives string) *site {
+	t.Helper()
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	port := freePort(t)
+	cfg, err := adapt(caddyfile(t, port, dir, directives))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := caddy.Load(cfg, true); err != nil {
+		t.Fatalf("loading config: %v", err)
+	}
+	t.Cleanup(func() { _ = caddy.Stop() })
+	return &site{t: t, url: fmt.Sprintf("http://127.0.0.1:%d", port), dir: dir, fake: fake}
+}
+
+func adapt(caddyfile string) ([]byte, error) {
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), map[string]any{"filename": "Caddyfile"})
+	return cfg, err
+}
+
+// get makes a request and returns the response with its whole body.
+func (s *site) do(method, path string, header ...string) (*http.Response, []byte) {
+	s.t.Helper()
+	req, err := http.NewRequest(method, s.url+path, nil)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return resp, body
+}
+
+func (s *site) get(path string, header ...string) (*http.Response, []byte) {
+	s.t.Helper()
+	return s.do(http.MethodGet, path, header...)
+}
+
+// cachedFiles lists the cache entries in the storage at dir.
+func cachedFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	var files []string
+	root := filepath.Join(dir, "wxqrcode")
+	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			files = append(files, path)
+		}
+		if os.IsNotExist(err) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return files
+}
+
+var (
+	buildOnce sync.Once
+	caddyBin  string
+	buildErr  error
+)
+
+// builtCaddy builds ./cmd/caddy once per run and returns its path.
+func builtCaddy(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "wxqrcode-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		caddyBin = filepath.Join(dir, "caddy")
+		out, err := exec.Command("go", "build", "-o", caddyBin, "./cmd/caddy").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build ./cmd/caddy: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return caddyBin
+}
+
+// process is the built Caddy running as its own process.
+type process struct {
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when the process has exited
+	err    error         // how it exited, once exited is closed
+}
+
+// startProcess runs the built Caddy with args in dir, its output going to
+// a log in logDir, and waits until url answers.
+func startProcess(t *testing.T, dir, url string, env []string, args ...string) *process {
+	t.Helper()
+	logf, err := os.CreateTemp(logDir, "process-*.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(builtCaddy(t), args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &process{cmd: cmd, exited: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		logf.Close()
+		close(p.exited)
+	}()
+	t.Cleanup(p.kill)
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-p.exited:
+			t.Fatalf("caddy exited early: %v (see %s)", p.err, logf.Name())
+		default:
+		}
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			return p
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("caddy did not answer at %s", url)
+	return nil
+}
+
+// stop asks Caddy to shut down gracefully and waits for it.
+func (p *process) stop(t *testing.T) {
+	t.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(20 * time.Second):
+		t.Fatal("caddy did not stop")
+	}
+}
+
+func (p *process) kill() {
+	select {
+	case <-p.exited:
+	default:
+		_ = p.cmd.Process.Kill()
+		<-p.exited
+	}
+}

@@ -1,0 +1,458 @@
+package wxqrcode_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"image"
+	_ "image/jpeg"
+	_ "image/png"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wxqrcode/caddy-wxqrcode/wechat/wechattest"
+)
+
+// assertImage checks a successful code response.
+func assertImage(t *testing.T, resp *http.Response, body []byte, ctype string, width int) {
+	t.Helper()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d, body %s", resp.StatusCode, body)
+	}
+	if got := resp.Header.Get("Content-Type"); got != ctype {
+		t.Errorf("Content-Type %q, want %q", got, ctype)
+	}
+	cfg, format, err := image.DecodeConfig(bytes.NewReader(body))
+	if err != nil || "image/"+format != ctype || cfg.Width != width {
+		t.Errorf("decoded %s %dpx (%v), want %s %dpx", format, cfg.Width, err, ctype, width)
+	}
+	etag := resp.Header.Get("ETag")
+	if !strings.HasPrefix(etag, `"`) || len(etag) < 10 {
+		t.Errorf("want a strong ETag, got %q", etag)
+	}
+	if _, err := http.ParseTime(resp.Header.Get("Last-Modified")); err != nil {
+		t.Errorf("bad Last-Modified %q", resp.Header.Get("Last-Modified"))
+	}
+	if got := resp.Header.Get("Cache-Control"); got != "public, max-age=31536000, immutable" {
+		t.Errorf("Cache-Control %q", got)
+	}
+}
+
+func TestThreeAPIs(t *testing.T) {
+	fake := newFake(t)
+	s := startSite(t, fake, "", qrBlock(fake, "allow pages/*")+`
+	wxqrcode /wxa {
+		appid `+testAppID+`
+		secret {env.`+secretEnv+`}
+		api_base `+fake.URL+`
+		api wxacode
+		is_hyaline {query.hyaline}
+		line_color {query.color}
+		allow *
+	}
+	wxqrcode /poster/* {
+		appid `+testAppID+`
+		secret {env.`+secretEnv+`}
+		api_base `+fake.URL+`
+		api unlimited
+		scene {path.1}
+		page pages/item/item
+		width 300
+	}`)
+	tests := []struct {
+		name, uri, upstream, ctype string
+		width                      int
+	}{
+		{"qrcode", "/qr?path=pages/item/item%3Fid%3D42", wechattest.PathQRCode, "image/jpeg", 430},
+		{"qrcode width", "/qr?path=pages/item/item%3Fid%3D42&width=280", wechattest.PathQRCode, "image/jpeg", 280},
+		{"wxacode", "/wxa?path=pages/item/item%3Fid%3D42&color=%23ff0000", wechattest.PathWxaCode, "image/jpeg", 430},
+		{"wxacode hyaline", "/wxa?path=pages/item/item%3Fid%3D42&hyaline=true&width=640", wechattest.PathWxaCode, "image/png", 640},
+		{"unlimited", "/poster/id=42&from=x", wechattest.PathUnlimited, "image/jpeg", 300},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := fake.Calls(tt.upstream)
+			resp, body := s.get(tt.uri)
+			assertImage(t, resp, body, tt.ctype, tt.width)
+			if got := fake.Calls(tt.upstream) - before; got != 1 {
+				t.Fatalf("%d upstream calls for a new code, want 1", got)
+			}
+			resp2, body2 := s.get(tt.uri)
+			assertImage(t, resp2, body2, tt.ctype, tt.width)
+			if !bytes.Equal(body, body2) || resp.Header.Get("ETag") != resp2.Header.Get("ETag") {
+				t.Error("cached response differs from the first")
+			}
+			if got := fake.Calls(tt.upstream) - before; got != 1 {
+				t.Fatalf("%d upstream calls after a cached request, want 1", got)
+			}
+		})
+	}
+	if n := fake.TokenCalls(); n != 1 {
+		t.Errorf("%d token calls, want 1", n)
+	}
+	if n := len(cachedFiles(t, s.dir)); n != len(tests) {
+		t.Errorf("%d cache entries, want %d", n, len(tests))
+	}
+}
+
+// Parameters that resolve to the same request share one entry.
+func TestCanonicalKey(t *testing.T) {
+	fake := newFake(t)
+	s := startSite(t, fake, "", qrBlock(fake, "allow *"))
+	for _, uri := range []string{"/qr?path=a", "/qr?path=a&width=", "/qr?path=a&width=430", "/qr?width=430&path=a&x=1"} {
+		resp, body := s.get(uri)
+		assertImage(t, resp, body, "image/jpeg", 430)
+	}
+	if n := fake.CodeCalls(); n != 1 {
+		t.Errorf("%d code calls for one effective request, want 1", n)
+	}
+}
+
+func TestConditionalAndHead(t *testing.T) {
+	fake := newFake(t)
+	s := startSite(t, fake, "", qrBlock(fake, "allow *"))
+	resp, body := s.get("/qr?path=a")
+	assertImage(t, resp, body, "image/jpeg", 430)
+	etag, modified := resp.Header.Get("ETag"), resp.Header.Get("Last-Modified")
+
+	if r, b := s.get("/qr?path=a", "If-None-Match", etag); r.StatusCode != http.StatusNotModified || len(b) != 0 {
+		t.Errorf("If-None-Match: status %d with %d bytes, want 304 and none", r.StatusCode, len(b))
+	}
+	if r, _ := s.get("/qr?path=a", "If-Modified-Since", modified); r.StatusCode != http.StatusNotModified {
+		t.Errorf("If-Modified-Since: status %d, want 304", r.StatusCode)
+	}
+	if r, _ := s.get("/qr?path=a", "If-None-Match", `"other"`); r.StatusCode != http.StatusOK {
+		t.Errorf("stale If-None-Match: status %d, want 200", r.StatusCode)
+	}
+	r, b := s.do(http.MethodHead, "/qr?path=a")
+	if r.StatusCode != http.StatusOK || len(b) != 0 || r.Header.Get("Content-Length") != fmt.Sprint(len(body)) || r.Header.Get("ETag") != etag {
+		t.Errorf("HEAD: status %d, %d bytes, Content-Length %q", r.StatusCode, len(b), r.Header.Get("Content-Length"))
+	}
+	if n := fake.CodeCalls(); n != 1 {
+		t.Errorf("%d code calls, want 1", n)
+	}
+}
+
+func TestUserCacheControlKept(t *testing.T) {
+	fake := newFake(t)
+	s := startSite(t, fake, "", `header /qr Cache-Control "public, max-age=60"
+	`+qrBlock(fake, "allow *"))
+	resp, _ := s.get("/qr?path=a")
+	if got := resp.Header.Get("Cache-Control"); got != "public, max-age=60" {
+		t.Errorf("Cache-Control %q, want the user's", got)
+	}
+}
+
+func TestConcurrentMissOneCall(t *testing.T) {
+	fake := newFake(t)
+	s := startSite(t, fake, "", qrBlock(fake, "allow *"))
+	// A slow WeChat keeps the first call in flight while the others arrive.
+	fake.Inject(wechattest.PathQRCode, wechattest.Fault{Delay: 300 * time.Millisecond}, 1)
+	var wg sync.WaitGroup
+	statuses := make([]int, 100)
+	bodies := make([][]byte, 100)
+	for i := range statuses {
+		wg.Go(func() {
+			resp, err := http.Get(s.url + "/qr?path=pages/item/item%3Fid%3D7")
+			if err != nil {
+				return
+			}
+			defer resp.Body.Close()
+			statuses[i] = resp.StatusCode
+			bodies[i], _ = readAll(resp)
+		})
+	}
+	wg.Wait()
+	for i := range statuses {
+		if statuses[i] != http.StatusOK || !bytes.Equal(bodies[i], bodies[0]) {
+			t.Fatalf("request %d: status %d", i, statuses[i])
+		}
+	}
+	if n := fake.CodeCalls(); n != 1 {
+		t.Errorf("%d code calls for 100 concurrent requests, want 1", n)
+	}
+}
+
+func TestBadInputSpendsNoCall(t *testing.T) {
+	fake := newFake(t)
+	s := startSite(t, fake, "", qrBlock(fake, "allow pages/*")+`
+	wxqrcode /poster {
+		appid `+testAppID+`
+		secret {env.`+secretEnv+`}
+		api_base `+fake.URL+`
+		api unlimited
+	}`)
+	tests := []struct {
+		uri     string
+		status  int
+		errcode int
+	}{
+		{"/qr", 400, 40159},
+		{"/qr?path=", 400, 40159},
+		{"/qr?path=pages/" + strings.Repeat("a", 124), 400, 40159},
+		{"/qr?path=pages/a%3Fscancode_time%3D1", 400, 85096},
+		{"/qr?path=pages/a&width=279", 400, 40097},
+		{"/qr?path=pages/a&width=1281", 400, 40097},
+		{"/qr?path=pages/a&width=big", 400, 40097},
+		{"/qr?path=pages/a%00b", 400, 40159},
+		{"/qr?path=pages/a%FFb", 400, 40159},
+		{"/qr?path=admin/secret", 403, 990403},
+		{"/poster", 400, 40169},
+		{"/poster?scene=" + strings.Repeat("a", 33), 400, 40169},
+		{"/poster?scene=a%20b", 400, 40129},
+		{"/poster?scene=a&page=/pages/index/index", 400, 41030},
+		{"/poster?scene=a&page=pages/index/index%3Fx%3D1", 400, 41030},
+	}
+	for _, tt := range tests {
+		resp, body := s.get(tt.uri)
+		assertError(t, resp, body, tt.status, tt.errcode)
+	}
+	if fake.CodeCalls() != 0 || fake.TokenCalls() != 0 {
+		t.Errorf("bad input made %d code and %d token calls, want none", fake.CodeCalls(), fake.TokenCalls())
+	}
+	if n := len(cachedFiles(t, s.dir)); n != 0 {
+		t.Errorf("%d cache entries after bad input", n)
+	}
+}
+
+// assertError checks a JSON error response.
+func assertError(t *testing.T, resp *http.Response, body []byte, status, errcode int) {
+	t.Helper()
+	if resp.StatusCode != status {
+		t.Errorf("%s: status %d, want %d (body %s)", resp.Request.URL, resp.StatusCode, status, body)
+	}
+	if got := resp.Header.Get("Content-Type"); got != "application/json; charset=utf-8" {
+		t.Errorf("%s: Content-Type %q", resp.Request.URL, got)
+	}
+	if got := resp.Header.Get("Cache-Control"); got != "no-store" {
+		t.Errorf("%s: Cache-Control %q, want no-store", resp.Request.URL, got)
+	}
+	var e struct {
+		ErrCode *int   `json:"errcode"`
+		ErrMsg  string `json:"errmsg"`
+	}
+	if err := json.Unmarshal(body, &e); err != nil || e.ErrCode == nil || *e.ErrCode != errcode || e.ErrMsg == "" {
+		t.Errorf("%s: body %s, want errcode %d", resp.Request.URL, body, errcode)
+	}
+}
+
+func TestMethodNotAllowed(t *testing.T) {
+	fake := newFake(t)
+	s := startSite(t, fake, "", qrBlock(fake, "allow *"))
+	for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodDelete} {
+		resp, body := s.do(m, "/qr?path=a")
+		assertError(t, resp, body, 405, 990405)
+		if got := resp.Header.Get("Allow"); got != "GET, HEAD" {
+			t.Errorf("Allow %q", got)
+		}
+	}
+	if fake.CodeCalls() != 0 {
+		t.Error("a refused method made a call")
+	}
+}
+
+// TestStatusTable pins every row of the status table: each upstream fault
+// gives its status and body, caches nothing, and the request succeeds once
+// the fault clears.
+func TestStatusTable(t *testing.T) {
+	html := []byte("<html><body>502 Bad Gateway</body></html>")
+	tests := []struct {
+		name       string
+		path       string // where the fault goes; default the code API
+		fault      wechattest.Fault
+		status     int
+		errcode    int
+		retryAfter bool
+		verbatim   bool // the body is WeChat's own
+	}{
+		{name: "40097 invalid args", fault: wechattest.Fault{ErrCode: 40097}, status: 400, errcode: 40097, verbatim: true},
+		{name: "40159 path length", fault: wechattest.Fault{ErrCode: 40159}, status: 400, errcode: 40159, verbatim: true},
+		{name: "40169 scene length", fault: wechattest.Fault{ErrCode: 40169}, status: 400, errcode: 40169, verbatim: true},
+		{name: "40129 scene chars", fault: wechattest.Fault{ErrCode: 40129}, status: 400, errcode: 40129, verbatim: true},
+		{name: "41030 page", fault: wechattest.Fault{ErrCode: 41030}, status: 400, errcode: 41030, verbatim: true},
+		{name: "85096 scancode_time", fault: wechattest.Fault{ErrCode: 85096}, status: 400, errcode: 85096, verbatim: true},
+		{name: "45029 lifetime limit", fault: wechattest.Fault{ErrCode: 45029}, status: 403, errcode: 45029, verbatim: true},
+		{name: "45009 daily limit", fault: wechattest.Fault{ErrCode: 45009}, status: 429, errcode: 45009, retryAfter: true, verbatim: true},
+		{name: "45011 minute limit", fault: wechattest.Fault{ErrCode: 45011}, status: 429, errcode: 45011, retryAfter: true, verbatim: true},
+		{name: "-1 busy", fault: wechattest.Fault{ErrCode: -1}, status: 503, errcode: -1, retryAfter: true, verbatim: true},
+		{name: "40001 after refresh", fault: wechattest.Fault{ErrCode: 40001}, status: 502, errcode: 40001, verbatim: true},
+		{name: "40014 after refresh", fault: wechattest.Fault{ErrCode: 40014}, status: 502, errcode: 40014, verbatim: true},
+		{name: "42001 after refresh", fault: wechattest.Fault{ErrCode: 42001}, status: 502, errcode: 42001, verbatim: true},
+		{name: "41001", fault: wechattest.Fault{ErrCode: 41001}, status: 502, errcode: 41001, verbatim: true},
+		{name: "40164 ip whitelist", fault: wechattest.Fault{ErrCode: 40164}, status: 502, errcode: 40164, verbatim: true},
+		{name: "48001 unauthorised", fault: wechattest.Fault{ErrCode: 48001}, status: 502, errcode: 48001, verbatim: true},
+		{name: "47001 body", fault: wechattest.Fault{ErrCode: 47001}, status: 502, errcode: 47001, verbatim: true},
+		{name: "unknown code", fault: wechattest.Fault{ErrCode: 61234}, status: 502, errcode: 61234, verbatim: true},
+		{name: "token 40013", path: wechattest.PathStableToken, fault: wechattest.Fault{ErrCode: 40013}, status: 502, errcode: 40013, verbatim: true},
+		{name: "token 40125", path: wechattest.PathStableToken, fault: wechattest.Fault{ErrCode: 40125}, status: 502, errcode: 40125, verbatim: true},
+		{name: "token 40243", path: wechattest.PathStableToken, fault: wechattest.Fault{ErrCode: 40243}, status: 502, errcode: 40243, verbatim: true},
+		{name: "token endpoint down", path: wechattest.PathStableToken, fault: wechattest.Fault{Reset: true}, status: 502, errcode: 990502},
+		{name: "connection reset", fault: wechattest.Fault{Reset: true}, status: 502, errcode: 990502},
+		{name: "upstream 5xx page", fault: wechattest.Fault{Status: 502, Body: html, ContentType: "text/html"}, status: 502, errcode: 990502},
+		{name: "garbage labelled jpeg", fault: wechattest.Fault{Garbage: true}, status: 502, errcode: 990502},
+		{name: "truncated image", fault: wechattest.Fault{Truncate: true}, status: 502, errcode: 990502},
+		{name: "timeout", fault: wechattest.Fault{Delay: 3 * time.Second}, status: 504, errcode: 990504},
+	}
+	fake := newFake(t)
+	s := startSite(t, fake, "", qrBlock(fake, "allow *\n\t\ttimeout 500ms"))
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fake.ClearFaults()
+			path := tt.path
+			if path == "" {
+				path = wechattest.PathQRCode
+			}
+			if path != wechattest.PathQRCode {
+				fake.InvalidateTokens() // so that the token endpoint is asked
+			}
+			fake.Inject(path, tt.fault, 0)
+			uri := fmt.Sprintf("/qr?path=pages/status/%d", i)
+			resp, body := s.get(uri)
+			assertError(t, resp, body, tt.status, tt.errcode)
+			if tt.retryAfter != (resp.Header.Get("Retry-After") != "") {
+				t.Errorf("Retry-After %q", resp.Header.Get("Retry-After"))
+			}
+			if tt.verbatim && !strings.Contains(string(body), "rid:") {
+				t.Errorf("want WeChat's own body, got %s", body)
+			}
+			if n := len(cachedFiles(t, s.dir)); n != 0 {
+				t.Fatalf("%d cache entries after a failure", n)
+			}
+			fake.ClearFaults()
+			resp, body = s.get(uri)
+			assertImage(t, resp, body, "image/jpeg", 430)
+			os.RemoveAll(filepath.Join(s.dir, "wxqrcode"))
+		})
+	}
+}
+
+func TestSecretAndTokenNotInResponses(t *testing.T) {
+	fake := newFake(t)
+	s := startSite(t, fake, "", qrBlock(fake, "allow *"))
+	var bodies []string
+	for _, f := range []wechattest.Fault{{Reset: true}, {ErrCode: 40001}, {Garbage: true}, {Status: 500}} {
+		fake.ClearFaults()
+		fake.Inject(wechattest.PathQRCode, f, 0)
+		resp, body := s.get("/qr?path=a")
+		bodies = append(bodies, string(body))
+		for k, v := range resp.Header {
+			bodies = append(bodies, k+": "+strings.Join(v, ","))
+		}
+	}
+	all := strings.Join(bodies, "\n")
+	if len(fake.Tokens()) == 0 {
+		t.Fatal("no token was issued")
+	}
+	for _, secret := range append(fake.Tokens(), testSecret) {
+		if strings.Contains(all, secret) {
+			t.Fatal("a secret or token reached a response")
+		}
+	}
+}
+
+func TestCorruptEntryRefetched(t *testing.T) {
+	fake := newFake(t)
+	s := startSite(t, fake, "", qrBlock(fake, "allow *"))
+	resp, body := s.get("/qr?path=a")
+	assertImage(t, resp, body, "image/jpeg", 430)
+	files := cachedFiles(t, s.dir)
+	if len(files) != 1 {
+		t.Fatalf("%d cache entries, want 1", len(files))
+	}
+	stored, err := os.ReadFile(files[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(files[0], stored[:len(stored)/2], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	resp, body2 := s.get("/qr?path=a")
+	assertImage(t, resp, body2, "image/jpeg", 430)
+	if !bytes.Equal(body, body2) || fake.CodeCalls() != 2 {
+		t.Errorf("want the whole image fetched again (%d code calls)", fake.CodeCalls())
+	}
+	if again, _ := os.ReadFile(files[0]); !bytes.Equal(again, stored) && len(again) != len(stored) {
+		t.Error("the cut entry was not replaced")
+	}
+}
+
+func TestCacheDirAndStorageModule(t *testing.T) {
+	for _, opt := range []string{"cache_dir %s", "storage file_system {\n\t\t\troot %s\n\t\t}"} {
+		fake := newFake(t)
+		dir := t.TempDir()
+		s := startSite(t, fake, "", qrBlock(fake, "allow *\n\t\t"+fmt.Sprintf(opt, dir)))
+		resp, body := s.get("/qr?path=a")
+		assertImage(t, resp, body, "image/jpeg", 430)
+		if n := len(cachedFiles(t, dir)); n != 1 {
+			t.Errorf("%q: %d entries in the chosen storage, want 1", opt, n)
+		}
+		if n := len(cachedFiles(t, s.dir)); n != 0 {
+			t.Errorf("%q: %d entries in the default storage, want 0", opt, n)
+		}
+	}
+}
+
+// TestRestartKeepsCache runs the built binary twice on one storage.
+func TestRestartKeepsCache(t *testing.T) {
+	fake := newFake(t)
+	dir := t.TempDir()
+	port := freePort(t)
+	cfg := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(cfg, []byte(caddyfile(t, port, filepath.Join(dir, "data"), qrBlock(fake, "allow *"))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	s := &site{t: t, url: base}
+	var first []byte
+	for run := range 2 {
+		p := startProcess(t, dir, base+"/", nil, "run", "--config", cfg)
+		resp, body := s.get("/qr?path=pages/index/index")
+		assertImage(t, resp, body, "image/jpeg", 430)
+		if run == 0 {
+			first = body
+		} else if !bytes.Equal(first, body) {
+			t.Error("the image after the restart differs")
+		}
+		p.stop(t)
+	}
+	if n := fake.CodeCalls(); n != 1 {
+		t.Errorf("%d code calls across a restart, want 1", n)
+	}
+}
+
+// TestExampleRuns runs the README's command on Caddyfile.example, pointed
+// at the fake.
+func TestExampleRuns(t *testing.T) {
+	fake := newFake(t)
+	example, err := filepath.Abs("Caddyfile.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	env := []string{"WX_APPID=" + testAppID, "WX_SECRET=" + testSecret, "WX_API_BASE=" + fake.URL,
+		"WXQRCODE_ADDR=" + addr, fmt.Sprintf("CADDY_ADMIN=127.0.0.1:%d", freePort(t))}
+	dir := t.TempDir()
+	startProcess(t, dir, "http://"+addr+"/", env, "run", "--config", example)
+	s := &site{t: t, url: "http://" + addr}
+	resp, body := s.get("/qr?path=pages/item/item%3Fid%3D42")
+	assertImage(t, resp, body, "image/jpeg", 430)
+	resp, body = s.get("/poster/A1B2C3?page=" + url.QueryEscape("pages/item/item"))
+	assertImage(t, resp, body, "image/png", 280)
+	resp, body = s.get("/qr?path=pages/admin/admin")
+	assertError(t, resp, body, 403, 990403)
+	if n := len(cachedFiles(t, filepath.Join(dir, "wxqrcode-data"))); n != 2 {
+		t.Errorf("%d entries under ./wxqrcode-data, want 2", n)
+	}
+}
+
+func readAll(resp *http.Response) ([]byte, error) {
+	var buf bytes.Buffer
+	_, err := buf.ReadFrom(resp.Body)
+	return buf.Bytes(), err
+}

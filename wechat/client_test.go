@@ -1,0 +1,418 @@
+package wechat_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"image"
+	_ "image/jpeg"
+	_ "image/png"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wxqrcode/caddy-wxqrcode/wechat"
+	"github.com/wxqrcode/caddy-wxqrcode/wechat/wechattest"
+)
+
+const (
+	testAppID  = "wx0123456789abcdef"
+	testSecret = "0123456789abcdef0123456789abcdef"
+)
+
+// newClient starts a fake and a client using its stable tokens.
+func newClient(t *testing.T) (*wechattest.Server, *wechat.Client) {
+	t.Helper()
+	fake := wechattest.NewServer(testAppID, testSecret)
+	t.Cleanup(fake.Close)
+	src := &wechat.StableTokenSource{BaseURL: fake.URL, AppID: testAppID, Secret: testSecret}
+	return fake, &wechat.Client{BaseURL: fake.URL, Tokens: wechat.NewReuseTokenSource(src), BusyBackoff: time.Millisecond}
+}
+
+func qr(path string) *wechat.QRCodeRequest { return &wechat.QRCodeRequest{Path: path} }
+
+func TestCodeAPIs(t *testing.T) {
+	fake, c := newClient(t)
+	ctx := context.Background()
+	tests := []struct {
+		name  string
+		call  func() (*wechat.Image, error)
+		ctype string
+		width int
+		path  string
+	}{
+		{"qrcode", func() (*wechat.Image, error) {
+			return c.CreateQRCode(ctx, &wechat.QRCodeRequest{Path: "pages/item/item?id=42", Width: 280})
+		}, "image/jpeg", 280, wechattest.PathQRCode},
+		{"wxacode", func() (*wechat.Image, error) {
+			return c.GetWxaCode(ctx, &wechat.WxaCodeRequest{Path: "pages/item/item?id=42", LineColor: &wechat.Color{R: 255}})
+		}, "image/jpeg", 430, wechattest.PathWxaCode},
+		{"wxacode hyaline is a png labelled jpeg", func() (*wechat.Image, error) {
+			return c.GetWxaCode(ctx, &wechat.WxaCodeRequest{Path: "pages/index/index", IsHyaline: true, Width: 300})
+		}, "image/png", 300, wechattest.PathWxaCode},
+		{"unlimited", func() (*wechat.Image, error) {
+			return c.GetUnlimited(ctx, &wechat.UnlimitedRequest{Scene: "id=42", Page: "pages/item/item", Width: 1280})
+		}, "image/jpeg", 1280, wechattest.PathUnlimited},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := fake.Calls(tt.path)
+			img, err := tt.call()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if img.ContentType != tt.ctype {
+				t.Errorf("content type %q, want %q", img.ContentType, tt.ctype)
+			}
+			cfg, format, err := image.DecodeConfig(bytes.NewReader(img.Data))
+			if err != nil || cfg.Width != tt.width || "image/"+format != tt.ctype {
+				t.Errorf("decoded %s %dpx (%v), want %s %dpx", format, cfg.Width, err, tt.ctype, tt.width)
+			}
+			if got := fake.Calls(tt.path) - before; got != 1 {
+				t.Errorf("%d calls to %s, want 1", got, tt.path)
+			}
+		})
+	}
+	if fake.TokenCalls() != 1 {
+		t.Errorf("%d token calls for four code calls, want 1", fake.TokenCalls())
+	}
+}
+
+func TestRequestWireShape(t *testing.T) {
+	fake, c := newClient(t)
+	_, err := c.GetUnlimited(context.Background(), &wechat.UnlimitedRequest{
+		Scene: "a=1", Page: "pages/item/item", EnvVersion: wechat.EnvTrial, LineColor: &wechat.Color{R: 1, G: 2, B: 3},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got *wechattest.Request
+	for _, r := range fake.Requests() {
+		if r.Path == wechattest.PathUnlimited {
+			got = &r
+		}
+	}
+	if got == nil || got.Method != "POST" || got.Query.Get("access_token") == "" {
+		t.Fatalf("want a POST with access_token in the query, got %+v", got)
+	}
+	var body map[string]any
+	if err := json.Unmarshal(got.Body, &body); err != nil {
+		t.Fatalf("body is not JSON: %q", got.Body)
+	}
+	want := map[string]any{"scene": "a=1", "page": "pages/item/item", "env_version": "trial",
+		"line_color": map[string]any{"r": 1.0, "g": 2.0, "b": 3.0}}
+	if fmt.Sprint(body) != fmt.Sprint(want) {
+		t.Errorf("body %v, want %v", body, want)
+	}
+}
+
+func TestNumUsed(t *testing.T) {
+	_, c := newClient(t)
+	ctx := context.Background()
+	for i, path := range []string{"a", "b", "a"} {
+		img, err := c.GetWxaCode(ctx, &wechat.WxaCodeRequest{Path: path})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := []int{1, 2, 2}[i]; img.NumUsed != want {
+			t.Errorf("call %d: NumUsed %d, want %d", i, img.NumUsed, want)
+		}
+	}
+	img, err := c.CreateQRCode(ctx, qr("c"))
+	if err != nil || img.NumUsed != -1 {
+		t.Errorf("createQRCode sends no Num-Used: got %d, %v", img.NumUsed, err)
+	}
+}
+
+func TestTokenReusedUntilExpiry(t *testing.T) {
+	fake, c := newClient(t)
+	fake.SetTokenTTL(time.Second)
+	ctx := context.Background()
+	for range 5 {
+		if _, err := c.CreateQRCode(ctx, qr("a")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := fake.TokenCalls(); n != 1 {
+		t.Fatalf("%d token calls for 5 code calls, want 1", n)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if _, err := c.CreateQRCode(ctx, qr("a")); err != nil {
+		t.Fatal(err)
+	}
+	if n := fake.TokenCalls(); n != 2 {
+		t.Fatalf("%d token calls after expiry, want 2", n)
+	}
+	if toks := fake.Tokens(); len(toks) != 2 || toks[0] == toks[1] {
+		t.Fatalf("want two distinct tokens, got %d", len(toks))
+	}
+}
+
+func TestRefusedTokenReplacedOnce(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		break_ func(*wechattest.Server)
+	}{
+		{"expired", (*wechattest.Server).ExpireTokens},
+		{"invalidated", (*wechattest.Server).InvalidateTokens},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fake, c := newClient(t)
+			ctx := context.Background()
+			if _, err := c.CreateQRCode(ctx, qr("a")); err != nil {
+				t.Fatal(err)
+			}
+			tc.break_(fake)
+			if _, err := c.CreateQRCode(ctx, qr("a")); err != nil {
+				t.Fatalf("want success after one refresh, got %v", err)
+			}
+			if fake.TokenCalls() != 2 || fake.CodeCalls() != 3 {
+				t.Errorf("token calls %d, code calls %d; want 2 and 3", fake.TokenCalls(), fake.CodeCalls())
+			}
+		})
+	}
+}
+
+// A stable token that WeChat still hands out but the code APIs refuse is
+// replaced with force_refresh.
+func TestRefusedStableTokenForceRefreshed(t *testing.T) {
+	fake, c := newClient(t)
+	ctx := context.Background()
+	fake.Inject(wechattest.PathQRCode, wechattest.Fault{ErrCode: wechat.CodeInvalidCredential}, 1)
+	if _, err := c.CreateQRCode(ctx, qr("a")); err != nil {
+		t.Fatal(err)
+	}
+	var forces []bool
+	for _, r := range fake.Requests() {
+		if r.Path == wechattest.PathStableToken {
+			var body struct {
+				ForceRefresh bool `json:"force_refresh"`
+			}
+			_ = json.Unmarshal(r.Body, &body)
+			forces = append(forces, body.ForceRefresh)
+		}
+	}
+	if fmt.Sprint(forces) != "[false false true]" {
+		t.Errorf("force_refresh per token call %v, want [false false true]", forces)
+	}
+}
+
+func TestRefusedTokenRetriedOnlyOnce(t *testing.T) {
+	fake, c := newClient(t)
+	fake.Inject(wechattest.PathQRCode, wechattest.Fault{ErrCode: wechat.CodeTokenExpired}, 0)
+	_, err := c.CreateQRCode(context.Background(), qr("a"))
+	var werr *wechat.Error
+	if !errors.As(err, &werr) || werr.Code != wechat.CodeTokenExpired {
+		t.Fatalf("want errcode 42001, got %v", err)
+	}
+	if n := fake.CodeCalls(); n != 2 {
+		t.Errorf("%d code calls, want 2 (one retry)", n)
+	}
+}
+
+func TestInvalidateOnlyCurrent(t *testing.T) {
+	fake := wechattest.NewServer(testAppID, testSecret)
+	defer fake.Close()
+	src := wechat.NewReuseTokenSource(&wechat.ClassicTokenSource{BaseURL: fake.URL, AppID: testAppID, Secret: testSecret})
+	ctx := context.Background()
+	first, err := src.Token(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src.Invalidate(first.AccessToken)
+	second, err := src.Token(ctx)
+	if err != nil || second.AccessToken == first.AccessToken {
+		t.Fatalf("want a new token after Invalidate, got %v", err)
+	}
+	src.Invalidate(first.AccessToken) // stale: must not drop the newer one
+	third, err := src.Token(ctx)
+	if err != nil || third.AccessToken != second.AccessToken || fake.TokenCalls() != 2 {
+		t.Fatalf("a stale Invalidate dropped the current token (%d token calls)", fake.TokenCalls())
+	}
+}
+
+func TestConcurrentCallersShareOneRefresh(t *testing.T) {
+	for _, classic := range []bool{false, true} {
+		t.Run(fmt.Sprint("classic=", classic), func(t *testing.T) {
+			fake := wechattest.NewServer(testAppID, testSecret)
+			defer fake.Close()
+			var src wechat.TokenSource = &wechat.StableTokenSource{BaseURL: fake.URL, AppID: testAppID, Secret: testSecret}
+			path := wechattest.PathStableToken
+			if classic {
+				src = &wechat.ClassicTokenSource{BaseURL: fake.URL, AppID: testAppID, Secret: testSecret}
+				path = wechattest.PathToken
+			}
+			fake.Inject(path, wechattest.Fault{Delay: 100 * time.Millisecond}, 1)
+			reuse := wechat.NewReuseTokenSource(src)
+			var wg sync.WaitGroup
+			toks := make([]string, 50)
+			for i := range toks {
+				wg.Go(func() {
+					tok, err := reuse.Token(context.Background())
+					if err == nil {
+						toks[i] = tok.AccessToken
+					}
+				})
+			}
+			wg.Wait()
+			for _, tok := range toks {
+				if tok == "" || tok != toks[0] {
+					t.Fatal("callers got different or no tokens")
+				}
+			}
+			if n := fake.TokenCalls(); n != 1 {
+				t.Errorf("%d token calls for 50 concurrent callers, want 1", n)
+			}
+		})
+	}
+}
+
+func TestTokenEndpointErrors(t *testing.T) {
+	fake := wechattest.NewServer(testAppID, testSecret)
+	defer fake.Close()
+	ctx := context.Background()
+	for _, tc := range []struct {
+		src  wechat.TokenSource
+		code int
+	}{
+		{&wechat.StableTokenSource{BaseURL: fake.URL, AppID: "wxnope", Secret: testSecret}, wechat.CodeInvalidAppID},
+		{&wechat.StableTokenSource{BaseURL: fake.URL, AppID: testAppID, Secret: "wrong"}, wechat.CodeInvalidSecret},
+		{&wechat.ClassicTokenSource{BaseURL: fake.URL, AppID: testAppID, Secret: "wrong"}, wechat.CodeInvalidSecret},
+	} {
+		_, err := tc.src.Token(ctx)
+		var werr *wechat.Error
+		if !errors.As(err, &werr) || werr.Code != tc.code || len(werr.Body) == 0 {
+			t.Errorf("want errcode %d with body, got %v", tc.code, err)
+		}
+		if strings.Contains(err.Error(), "wrong") || strings.Contains(err.Error(), testSecret) {
+			t.Errorf("error %q shows the secret", err)
+		}
+	}
+}
+
+func TestReplyShapes(t *testing.T) {
+	html := []byte("<html><body><h1>502 Bad Gateway</h1></body></html>")
+	tests := []struct {
+		name  string
+		fault wechattest.Fault
+		check func(error) bool
+	}{
+		{"errcode", wechattest.Fault{ErrCode: wechat.CodePathLength},
+			func(err error) bool {
+				var werr *wechat.Error
+				return errors.As(err, &werr) && werr.Code == wechat.CodePathLength &&
+					strings.Contains(werr.Message, "rid:") && bytes.HasPrefix(werr.Body, []byte(`{"errcode":40159`))
+			}},
+		{"lifetime limit", wechattest.Fault{ErrCode: wechat.CodeLifetimeLimit},
+			func(err error) bool { var werr *wechat.Error; return errors.As(err, &werr) && werr.Code == 45029 }},
+		{"html 502", wechattest.Fault{Status: 502, Body: html, ContentType: "text/html"},
+			func(err error) bool {
+				var serr *wechat.StatusError
+				return errors.As(err, &serr) && serr.StatusCode == 502
+			}},
+		{"garbage labelled jpeg", wechattest.Fault{Garbage: true},
+			func(err error) bool { return errors.Is(err, wechat.ErrBadReply) }},
+		{"truncated image", wechattest.Fault{Truncate: true},
+			func(err error) bool { return err != nil && !errors.Is(err, wechat.ErrReplyTooLarge) }},
+		{"connection reset", wechattest.Fault{Reset: true},
+			func(err error) bool { return err != nil && strings.Contains(err.Error(), wechattest.PathQRCode) }},
+		{"endless reply", wechattest.Fault{Endless: true},
+			func(err error) bool { return errors.Is(err, wechat.ErrReplyTooLarge) }},
+		{"busy forever", wechattest.Fault{ErrCode: wechat.CodeBusy},
+			func(err error) bool { var werr *wechat.Error; return errors.As(err, &werr) && werr.Code == -1 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fake, c := newClient(t)
+			c.MaxReplySize = 256 << 10
+			fake.Inject(wechattest.PathQRCode, tt.fault, 0)
+			img, err := c.CreateQRCode(context.Background(), qr("pages/index/index"))
+			if img != nil || !tt.check(err) {
+				t.Fatalf("unexpected result: %v", err)
+			}
+			assertNoSecret(t, fake, err.Error())
+		})
+	}
+}
+
+func TestBusyRetried(t *testing.T) {
+	fake, c := newClient(t)
+	fake.Inject(wechattest.PathQRCode, wechattest.Fault{ErrCode: wechat.CodeBusy}, 2)
+	if _, err := c.CreateQRCode(context.Background(), qr("a")); err != nil {
+		t.Fatalf("want success on the third try, got %v", err)
+	}
+	if n := fake.CodeCalls(); n != 3 {
+		t.Errorf("%d code calls, want 3", n)
+	}
+	fake.Inject(wechattest.PathQRCode, wechattest.Fault{ErrCode: wechat.CodeBusy}, 0)
+	fake.ResetCounters()
+	if _, err := c.CreateQRCode(context.Background(), qr("a")); err == nil {
+		t.Fatal("want an error while WeChat stays busy")
+	}
+	if n := fake.CodeCalls(); n != 1+wechat.DefaultBusyRetries {
+		t.Errorf("%d code calls, want %d", n, 1+wechat.DefaultBusyRetries)
+	}
+}
+
+func TestOversizeReply(t *testing.T) {
+	fake, c := newClient(t)
+	c.MaxReplySize = 1000 // a real image is larger
+	_, err := c.CreateQRCode(context.Background(), qr("a"))
+	if !errors.Is(err, wechat.ErrReplyTooLarge) {
+		t.Fatalf("want ErrReplyTooLarge, got %v", err)
+	}
+	assertNoSecret(t, fake, err.Error())
+}
+
+func TestTimeoutAndUnreachable(t *testing.T) {
+	fake, c := newClient(t)
+	fake.Inject(wechattest.PathQRCode, wechattest.Fault{Delay: 2 * time.Second}, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_, err := c.CreateQRCode(ctx, qr("a"))
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("want a deadline error, got %v", err)
+	}
+	assertNoSecret(t, fake, err.Error())
+
+	url := fake.URL
+	fake.Close()
+	c.BaseURL = url // the token is cached, so the code call itself fails
+	_, err = c.CreateQRCode(context.Background(), qr("b"))
+	if err == nil || !strings.Contains(err.Error(), "/cgi-bin/wxaapp/createwxaqrcode") {
+		t.Fatalf("want a network error naming the path, got %v", err)
+	}
+	assertNoSecret(t, fake, err.Error())
+
+	classic := &wechat.ClassicTokenSource{BaseURL: url, AppID: testAppID, Secret: testSecret}
+	_, err = classic.Token(context.Background())
+	if err == nil {
+		t.Fatal("want an error from a closed server")
+	}
+	assertNoSecret(t, fake, err.Error())
+}
+
+func TestTokenNotPrinted(t *testing.T) {
+	tok := &wechat.Token{AccessToken: "ACCESS-TOKEN-VALUE"}
+	for _, s := range []string{fmt.Sprint(tok), fmt.Sprintf("%v %+v %#v %s", tok, tok, tok, tok)} {
+		if strings.Contains(s, tok.AccessToken) {
+			t.Errorf("printed token: %s", s)
+		}
+	}
+}
+
+// assertNoSecret fails if s holds the secret or any token the fake issued.
+func assertNoSecret(t *testing.T, fake *wechattest.Server, s string) {
+	t.Helper()
+	if strings.Contains(s, testSecret) {
+		t.Errorf("secret in %q", s)
+	}
+	for _, tok := range fake.Tokens() {
+		if strings.Contains(s, tok) {
+			t.Errorf("access token in %q", s)
+		}
+	}
+}

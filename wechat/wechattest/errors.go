@@ -1,0 +1,79 @@
+package wechattest
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+)
+
+// contentTypeJSON is what WeChat labels its JSON answers with.
+const contentTypeJSON = "application/json; encoding=utf-8"
+
+// errMessages are the default errmsg texts, close to WeChat's own.
+var errMessages = map[int]string{
+	-1:    "system error",
+	40001: "invalid credential, access_token is invalid or not latest",
+	40002: "invalid grant_type",
+	40013: "invalid appid",
+	40014: "invalid access_token",
+	40097: "invalid args",
+	40125: "invalid appsecret",
+	40129: "invalid scene",
+	40159: "invalid length for path, or the data is not json string",
+	40164: "invalid ip, not in whitelist",
+	40169: "invalid length for scene, or the data is not json string",
+	40243: "AppSecret已被冻结",
+	41001: "access_token missing",
+	41030: "invalid page",
+	42001: "access_token expired",
+	43001: "require GET method",
+	43002: "require POST method",
+	45009: "reach max api daily quota limit",
+	45011: "api minute-quota reach limit",
+	45029: "qrcode count out of limit",
+	47001: "data format error",
+	48001: "api unauthorized",
+	85096: "scancode_time not allowed",
+}
+
+// errReply is WeChat's error answer: HTTP 200 with errcode and errmsg, the
+// errmsg ending in a request id as real ones do. An empty msg means the
+// default text for code.
+func errReply(code int, msg string) reply {
+	if msg == "" {
+		msg = errMessages[code]
+		if msg == "" {
+			msg = "unknown error"
+		}
+	}
+	if !strings.Contains(msg, " rid: ") {
+		msg += " rid: " + newRID()
+	}
+	return jsonReply(struct {
+		ErrCode int    `json:"errcode"`
+		ErrMsg  string `json:"errmsg"`
+	}{code, msg})
+}
+
+func newRID() string {
+	return fmt.Sprintf("%08x-%08x-%08x", rand.Uint32(), rand.Uint32(), rand.Uint32())
+}
+
+func jsonReply(v any) reply {
+	// Only plain structs of strings, numbers and bools are passed, which
+	// always marshal.
+	b, _ := json.Marshal(v)
+	return reply{
+		status: http.StatusOK,
+		header: http.Header{"Content-Type": {contentTypeJSON}},
+		body:   b,
+	}
+}
+
+// decode parses the request body as JSON into v, reporting false for
+// anything WeChat would call a data format error.
+func (in inbound) decode(v any) bool {
+	return in.bodyOK && json.Unmarshal(in.body, v) == nil
+}
