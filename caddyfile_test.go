@@ -1,0 +1,184 @@
+package wxqrcode_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+)
+
+// handlerJSON adapts a site holding directives and returns the JSON of the
+// one wxqrcode handler in it.
+func handlerJSON(t *testing.T, directives string) (map[string]any, error) {
+	t.Helper()
+	cfg, err := adapt("http://127.0.0.1:8080 {\n" + directives + "\n}\n")
+	if err != nil {
+		return nil, err
+	}
+	var found []map[string]any
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			if v["handler"] == "wxqrcode" {
+				found = append(found, v)
+			}
+			for _, x := range v {
+				walk(x)
+			}
+		case []any:
+			for _, x := range v {
+				walk(x)
+			}
+		}
+	}
+	var doc any
+	if err := json.Unmarshal(cfg, &doc); err != nil {
+		t.Fatal(err)
+	}
+	walk(doc)
+	if len(found) != 1 {
+		t.Fatalf("want one wxqrcode handler, found %d in %s", len(found), cfg)
+	}
+	return found[0], nil
+}
+
+func TestCaddyfileEverySubdirective(t *testing.T) {
+	got, err := handlerJSON(t, `wxqrcode /qr {
+		appid {env.WX_APPID}
+		secret {env.WX_SECRET}
+		api wxacode
+		path pages/item/item?id={query.id}
+		width {query.w}
+		auto_color false
+		line_color "#102030"
+		is_hyaline {query.t}
+		env_version trial
+		cache_dir /var/cache/wxqrcode
+		token classic
+		api_base https://api2.weixin.qq.com
+		timeout 3s
+		allow pages/item/item?id=* pages/index/index
+		allow pages/about/about
+	}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{
+		"handler":     "wxqrcode",
+		"appid":       "{env.WX_APPID}",
+		"secret":      "{env.WX_SECRET}",
+		"api":         "wxacode",
+		"path":        "pages/item/item?id={http.request.uri.query.id}",
+		"width":       "{http.request.uri.query.w}",
+		"auto_color":  "false",
+		"line_color":  "#102030",
+		"is_hyaline":  "{http.request.uri.query.t}",
+		"env_version": "trial",
+		"cache_dir":   "/var/cache/wxqrcode",
+		"token":       "classic",
+		"api_base":    "https://api2.weixin.qq.com",
+		"timeout":     3e9,
+		"allow":       []any{"pages/item/item?id=*", "pages/index/index", "pages/about/about"},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("adapted\n%v\nwant\n%v", got, want)
+	}
+}
+
+func TestCaddyfileUnlimitedAndStorage(t *testing.T) {
+	got, err := handlerJSON(t, `wxqrcode /p/* {
+		appid wx1
+		secret s
+		api unlimited
+		scene {path.1}
+		page pages/item/item
+		check_path false
+		storage file_system {
+			root /srv/shared
+		}
+	}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{
+		"handler": "wxqrcode", "appid": "wx1", "secret": "s", "api": "unlimited",
+		"scene": "{http.request.uri.path.1}", "page": "pages/item/item", "check_path": "false",
+		"storage": map[string]any{"module": "file_system", "root": "/srv/shared"},
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("adapted\n%v\nwant\n%v", got, want)
+	}
+}
+
+func TestCaddyfileErrors(t *testing.T) {
+	const head = "wxqrcode {\n\tappid wx1\n\tsecret s\n" // lines 2-4 of the site
+	tests := []struct {
+		name, block string
+		line        int
+		msg         string
+	}{
+		{"unknown subdirective", head + "\tcolour red\n\tallow *\n}", 5, `unknown subdirective "colour"`},
+		{"bad api", head + "\tapi barcode\n\tallow *\n}", 5, "api must be qrcode, wxacode or unlimited"},
+		{"api placeholder", head + "\tapi {query.api}\n\tallow *\n}", 5, "api must be"},
+		{"bad token", head + "\ttoken shared\n\tallow *\n}", 5, "token must be stable or classic"},
+		{"bad api_base", head + "\tapi_base ftp://x\n\tallow *\n}", 5, "api_base must be an http or https URL"},
+		{"bad width", head + "\twidth 2000\n\tallow *\n}", 5, "width must be a whole number from 280 to 1280"},
+		{"bad line_color", head + "\tapi wxacode\n\tline_color red\n\tallow *\n}", 6, "line_color must be"},
+		{"bad bool", head + "\tapi wxacode\n\tis_hyaline yes\n\tallow *\n}", 6, "is_hyaline must be true or false"},
+		{"bad env_version", head + "\tapi wxacode\n\tenv_version beta\n\tallow *\n}", 6, "env_version must be"},
+		{"bad timeout", head + "\ttimeout soon\n\tallow *\n}", 5, "bad timeout"},
+		{"zero timeout", head + "\ttimeout 0s\n\tallow *\n}", 5, "timeout must be above 0"},
+		{"twice", head + "\tappid wx2\n\tallow *\n}", 5, "appid given twice"},
+		{"missing arg", head + "\tpath\n\tallow *\n}", 5, "wrong argument count"},
+		{"extra arg", head + "\tapi qrcode wxacode\n\tallow *\n}", 5, "wrong argument count"},
+		{"empty allow", head + "\tallow\n}", 5, "wrong argument count"},
+		{"unknown storage", head + "\tstorage nowhere\n\tallow *\n}", 5, "nowhere"},
+		{"no allow for qrcode", head + "}", 2, "allow *"},
+		{"no allow for wxacode", head + "\tapi wxacode\n}", 2, "lifetime budget of 100,000"},
+		{"missing secret", "wxqrcode {\n\tappid wx1\n\tallow *\n}", 2, "appid and secret are required"},
+		{"scene for qrcode", head + "\tscene x\n\tallow *\n}", 2, "scene applies to api unlimited only"},
+		{"path for unlimited", head + "\tapi unlimited\n\tpath x\n}", 2, "path applies to api qrcode and wxacode only"},
+		{"cache_dir and storage", head + "\tcache_dir /a\n\tstorage file_system {\n\t\troot /b\n\t}\n\tallow *\n}", 2, "either cache_dir or storage"},
+		{"matcher arg", "wxqrcode /qr extra {\n\tappid wx1\n\tsecret s\n\tallow *\n}", 2, "wrong argument count"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := handlerJSON(t, tt.block)
+			if err == nil {
+				t.Fatal("want an error")
+			}
+			if !strings.Contains(err.Error(), tt.msg) || !strings.Contains(err.Error(), fmt.Sprintf("Caddyfile:%d", tt.line)) {
+				t.Errorf("error %q, want %q at Caddyfile:%d", err, tt.msg, tt.line)
+			}
+		})
+	}
+}
+
+// The JSON keeps the placeholders, so the secret is not written to disk
+// with the config, and a missing variable is refused at load.
+func TestCredentialsResolvedAtLoad(t *testing.T) {
+	t.Setenv("WXQRCODE_TEST_EMPTY", "")
+	cfg, err := adapt(fmt.Sprintf("{\n\tadmin off\n}\nhttp://127.0.0.1:%d {\n\twxqrcode {\n\t\tappid wx1\n\t\tsecret {env.WXQRCODE_TEST_EMPTY}\n\t\tallow *\n\t}\n}\n", freePort(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(cfg), `"secret":"{env.WXQRCODE_TEST_EMPTY}"`) {
+		t.Errorf("adapted config lost the placeholder: %s", cfg)
+	}
+	err = caddy.Validate(&caddy.Config{AppsRaw: appsOf(t, cfg)})
+	if err == nil || !strings.Contains(err.Error(), "secret is empty after resolving placeholders") {
+		t.Errorf("want a load error for an empty secret, got %v", err)
+	}
+}
+
+func appsOf(t *testing.T, cfg []byte) caddy.ModuleMap {
+	t.Helper()
+	var c caddy.Config
+	if err := json.Unmarshal(cfg, &c); err != nil {
+		t.Fatal(err)
+	}
+	return c.AppsRaw
+}
