@@ -121,6 +121,7 @@ func freePort(t *testing.T) int {
 // site is a Caddy serving one test site on loopback.
 type site struct {
 	t    *testing.T
+	port int
 	url  string // http://127.0.0.1:port
 	dir  string // the default storage's root
 	fake *wechattest.Server
@@ -173,7 +174,7 @@ func startSite(t *testing.T, fake *wechattest.Server, dir, directives string) *s
 		t.Fatalf("loading config: %v", err)
 	}
 	t.Cleanup(func() { _ = caddy.Stop() })
-	return &site{t: t, url: fmt.Sprintf("http://127.0.0.1:%d", port), dir: dir, fake: fake}
+	return &site{t: t, port: port, url: fmt.Sprintf("http://127.0.0.1:%d", port), dir: dir, fake: fake}
 }
 
 func adapt(caddyfile string) ([]byte, error) {

@@ -123,7 +123,6 @@ type Handler struct {
 	tokKey  string
 	client  *wechat.Client
 	cache   *codeCache
-	flight  *singleflight.Group
 	logger  *zap.Logger
 	timeout time.Duration
 }
@@ -179,9 +178,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.cache = &codeCache{storage: storage}
-	h.flight = new(singleflight.Group)
 
-	hc := &http.Client{}
+	// No redirects: one would carry the token in the Referer, and a 307
+	// the secret in the body, to another host.
+	hc := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	var src wechat.TokenSource
 	if h.Token == tokenClassic {
 		src = &wechat.ClassicTokenSource{BaseURL: h.apiBase, AppID: h.appID, Secret: h.secret, HTTPClient: hc}
@@ -360,6 +360,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		return nil
 	}
 	e, err := h.lookup(r.Context(), cr)
+	if err != nil && r.Context().Err() != nil {
+		h.logger.Debug("client went away", zap.String("key", cr.key))
+		return nil
+	}
 	if err != nil {
 		h.fail(w, cr, err)
 		return nil
@@ -380,6 +384,11 @@ func (h *Handler) allowed(subject string) bool {
 	return false
 }
 
+// flight joins concurrent fetches of one code. It is shared by every
+// handler, so routes for the same app and the old and new handlers of a
+// config reload also make one call per code.
+var flight singleflight.Group
+
 // lookup returns the cached code, or fetches it: once per key however
 // many requests wait. The fetch runs apart from the request, so a client
 // that gives up does not waste a call already paid for.
@@ -392,10 +401,8 @@ func (h *Handler) lookup(ctx context.Context, cr *codeRequest) (*entry, error) {
 		h.logger.Debug("cache hit", zap.String("api", cr.api), zap.String("key", cr.key))
 		return e, nil
 	}
-	ch := h.flight.DoChan(cr.key, func() (any, error) {
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), h.timeout)
-		defer cancel()
-		return h.fetch(fctx, cr)
+	ch := flight.DoChan(cr.key, func() (any, error) {
+		return h.fetch(context.WithoutCancel(ctx), cr)
 	})
 	select {
 	case res := <-ch:
@@ -408,27 +415,38 @@ func (h *Handler) lookup(ctx context.Context, cr *codeRequest) (*entry, error) {
 	}
 }
 
-// fetch asks WeChat for the code and caches it. A storage that fails to
-// write costs the cache, not the answer.
+// fetch asks WeChat for the code and caches it. The storage's lock for the
+// key makes instances sharing the storage call once between them: whoever
+// waited for the lock finds the code cached. A storage that fails to lock
+// or write costs the cache, not the answer.
 func (h *Handler) fetch(ctx context.Context, cr *codeRequest) (*entry, error) {
-	if e, err := h.cache.load(ctx, cr.key); err == nil && e != nil {
-		return e, nil // cached while this request waited its turn
+	lock := cachePrefix + "lock/" + cr.key
+	lctx, cancel := context.WithTimeout(ctx, h.timeout)
+	err := h.cache.storage.Lock(lctx, lock)
+	cancel()
+	if err != nil {
+		h.logger.Warn("locking cache entry; fetching without the lock", zap.String("key", cr.key), zap.Error(err))
+	} else {
+		defer func() {
+			if err := h.cache.storage.Unlock(context.WithoutCancel(ctx), lock); err != nil {
+				h.logger.Warn("unlocking cache entry", zap.String("key", cr.key), zap.Error(err))
+			}
+		}()
+		if e, err := h.cache.load(ctx, cr.key); err == nil && e != nil {
+			return e, nil // cached while this one waited for the lock
+		}
 	}
+
 	start := time.Now()
-	var img *wechat.Image
-	var err error
-	switch cr.api {
-	case apiQRCode:
-		img, err = h.client.CreateQRCode(ctx, cr.qrcode)
-	case apiWxaCode:
-		img, err = h.client.GetWxaCode(ctx, cr.wxacode)
-	case apiUnlimited:
-		img, err = h.client.GetUnlimited(ctx, cr.unlimited)
-	}
+	cctx, cancel := context.WithTimeout(ctx, h.timeout)
+	img, err := cr.call(cctx, h.client)
+	cancel()
 	if err != nil {
 		return nil, err
 	}
-	e, err := h.cache.store(ctx, cr.key, cr.canonical, img)
+	sctx, cancel := context.WithTimeout(ctx, h.timeout)
+	e, err := h.cache.store(sctx, cr.key, cr.canonical, img)
+	cancel()
 	if e == nil {
 		return nil, err
 	}

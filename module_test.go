@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
+
 	"github.com/wxqrcode/caddy-wxqrcode/wechat/wechattest"
 )
 
@@ -455,4 +457,148 @@ func readAll(resp *http.Response) ([]byte, error) {
 	var buf bytes.Buffer
 	_, err := buf.ReadFrom(resp.Body)
 	return buf.Bytes(), err
+}
+
+func TestRetryAfterValues(t *testing.T) {
+	fake := newFake(t)
+	s := startSite(t, fake, "", qrBlock(fake, "allow *"))
+	for _, tc := range []struct {
+		code     int
+		min, max int
+	}{{45011, 60, 60}, {-1, 5, 5}, {45009, 1, 86400}} {
+		fake.ClearFaults()
+		fake.Inject(wechattest.PathQRCode, wechattest.Fault{ErrCode: tc.code}, 0)
+		resp, _ := s.get("/qr?path=a")
+		var n int
+		if _, err := fmt.Sscan(resp.Header.Get("Retry-After"), &n); err != nil || n < tc.min || n > tc.max {
+			t.Errorf("errcode %d: Retry-After %q, want %d..%d", tc.code, resp.Header.Get("Retry-After"), tc.min, tc.max)
+		}
+	}
+}
+
+// A refused token is replaced once: two code calls and one more token call.
+func TestRefusedTokenRetriedOnce(t *testing.T) {
+	fake := newFake(t)
+	s := startSite(t, fake, "", qrBlock(fake, "allow *"))
+	resp, body := s.get("/qr?path=a")
+	assertImage(t, resp, body, "image/jpeg", 430)
+	fake.InvalidateTokens()
+	resp, body = s.get("/qr?path=b")
+	assertImage(t, resp, body, "image/jpeg", 430)
+	if fake.CodeCalls() != 3 || fake.TokenCalls() != 2 {
+		t.Errorf("%d code and %d token calls, want 3 and 2", fake.CodeCalls(), fake.TokenCalls())
+	}
+}
+
+func TestClassicToken(t *testing.T) {
+	fake := newFake(t)
+	s := startSite(t, fake, "", qrBlock(fake, "allow *\n\t\ttoken classic"))
+	for _, p := range []string{"a", "b"} {
+		resp, body := s.get("/qr?path=" + p)
+		assertImage(t, resp, body, "image/jpeg", 430)
+	}
+	if fake.Calls(wechattest.PathToken) != 1 || fake.Calls(wechattest.PathStableToken) != 0 {
+		t.Errorf("classic %d, stable %d token calls; want 1 and 0", fake.Calls(wechattest.PathToken), fake.Calls(wechattest.PathStableToken))
+	}
+}
+
+// A config reload keeps the token: the new handler asks for none.
+func TestReloadKeepsToken(t *testing.T) {
+	fake := newFake(t)
+	s := startSite(t, fake, "", qrBlock(fake, "allow *"))
+	resp, body := s.get("/qr?path=a")
+	assertImage(t, resp, body, "image/jpeg", 430)
+	cfg, err := adapt(caddyfile(t, s.port, s.dir, qrBlock(fake, "allow *\n\t\twidth 300")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := caddy.Load(cfg, true); err != nil {
+		t.Fatal(err)
+	}
+	resp, body = s.get("/qr?path=a")
+	assertImage(t, resp, body, "image/jpeg", 300)
+	if fake.TokenCalls() != 1 || fake.CodeCalls() != 2 {
+		t.Errorf("%d token and %d code calls across a reload, want 1 and 2", fake.TokenCalls(), fake.CodeCalls())
+	}
+}
+
+// A client that gives up during a miss does not waste the call.
+func TestClientGivesUpCodeStillCached(t *testing.T) {
+	fake := newFake(t)
+	s := startSite(t, fake, "", qrBlock(fake, "allow *"))
+	fake.Inject(wechattest.PathQRCode, wechattest.Fault{Delay: 400 * time.Millisecond}, 1)
+	impatient := &http.Client{Timeout: 100 * time.Millisecond}
+	if _, err := impatient.Get(s.url + "/qr?path=a"); err == nil {
+		t.Fatal("want the impatient client to time out")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(cachedFiles(t, s.dir)) == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	resp, body := s.get("/qr?path=a")
+	assertImage(t, resp, body, "image/jpeg", 430)
+	if n := fake.CodeCalls(); n != 1 {
+		t.Errorf("%d code calls, want 1", n)
+	}
+}
+
+func TestHeadOnMiss(t *testing.T) {
+	fake := newFake(t)
+	s := startSite(t, fake, "", qrBlock(fake, "allow *"))
+	resp, body := s.do(http.MethodHead, "/qr?path=a")
+	if resp.StatusCode != 200 || len(body) != 0 || resp.Header.Get("Content-Type") != "image/jpeg" {
+		t.Fatalf("HEAD: status %d, %d bytes, %q", resp.StatusCode, len(body), resp.Header.Get("Content-Type"))
+	}
+	resp, body = s.get("/qr?path=a")
+	assertImage(t, resp, body, "image/jpeg", 430)
+	if n := fake.CodeCalls(); n != 1 {
+		t.Errorf("%d code calls, want 1", n)
+	}
+}
+
+func TestAllowForUnlimitedPages(t *testing.T) {
+	fake := newFake(t)
+	s := startSite(t, fake, "", `wxqrcode /p {
+		appid `+testAppID+`
+		secret {env.`+secretEnv+`}
+		api_base `+fake.URL+`
+		api unlimited
+		allow pages/item/*
+	}`)
+	resp, body := s.get("/p?scene=a&page=pages/item/item")
+	assertImage(t, resp, body, "image/jpeg", 430)
+	resp, body = s.get("/p?scene=a&page=pages/index/index")
+	assertError(t, resp, body, 403, 990403)
+	if n := fake.CodeCalls(); n != 1 {
+		t.Errorf("%d code calls, want 1", n)
+	}
+}
+
+// Token endpoint faults, for both endpoints, leave no secret or token in
+// what the client sees.
+func TestTokenFaultsLeakNothing(t *testing.T) {
+	for _, mode := range []string{"stable", "classic"} {
+		fake := newFake(t)
+		s := startSite(t, fake, "", qrBlock(fake, "allow *\n\t\ttoken "+mode))
+		path := map[string]string{"stable": wechattest.PathStableToken, "classic": wechattest.PathToken}[mode]
+		var seen strings.Builder
+		for i, f := range []wechattest.Fault{{Reset: true}, {ErrCode: 40125}, {Status: 500, Body: []byte("oops")}, {Garbage: true}} {
+			fake.ClearFaults()
+			fake.Inject(path, f, 0)
+			resp, body := s.get(fmt.Sprintf("/qr?path=%d", i))
+			if resp.StatusCode != http.StatusBadGateway {
+				t.Errorf("%s fault %d: status %d, want 502", mode, i, resp.StatusCode)
+			}
+			fmt.Fprintf(&seen, "%s %v\n", body, resp.Header)
+		}
+		fake.ClearFaults()
+		if resp, _ := s.get("/qr?path=ok"); resp.StatusCode != 200 {
+			t.Fatalf("%s: status %d after the faults cleared", mode, resp.StatusCode)
+		}
+		for _, secret := range append(fake.Tokens(), testSecret) {
+			if strings.Contains(seen.String(), secret) {
+				t.Errorf("%s: a secret or token reached a response", mode)
+			}
+		}
+	}
 }

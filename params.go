@@ -1,6 +1,7 @@
 package wxqrcode
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -23,10 +24,9 @@ const (
 // codeRequest is one request for a code with its templates resolved and
 // every default applied, so that equal images have equal keys.
 type codeRequest struct {
-	api       string
-	qrcode    *wechat.QRCodeRequest
-	wxacode   *wechat.WxaCodeRequest
-	unlimited *wechat.UnlimitedRequest
+	api string
+	// call asks WeChat for the code.
+	call func(context.Context, *wechat.Client) (*wechat.Image, error)
 	// subject is what allow globs match: the path, or the page.
 	subject string
 	// canonical lists every effective parameter, sorted and URL-encoded.
@@ -59,37 +59,39 @@ func (h *Handler) resolveRequest(repl *caddy.Replacer) (*codeRequest, error) {
 		"appid": {h.appID},
 		"width": {strconv.Itoa(lk.width)},
 	}
+	// Each request type validates itself as WeChat would; the client checks
+	// again, as a library must, which costs nothing next to a call.
 	var validate func() error
 	switch h.API {
 	case apiQRCode:
-		cr.qrcode = &wechat.QRCodeRequest{Path: get(h.Path), Width: lk.width}
-		cr.subject = cr.qrcode.Path
-		validate = cr.qrcode.Validate
+		req := &wechat.QRCodeRequest{Path: get(h.Path), Width: lk.width}
+		cr.subject, validate = req.Path, req.Validate
+		cr.call = func(ctx context.Context, c *wechat.Client) (*wechat.Image, error) { return c.CreateQRCode(ctx, req) }
 	case apiWxaCode:
-		cr.wxacode = &wechat.WxaCodeRequest{
+		req := &wechat.WxaCodeRequest{
 			Path: get(h.Path), Width: lk.width, AutoColor: lk.autoColor,
 			LineColor: lk.lineColor, IsHyaline: lk.isHyaline, EnvVersion: lk.sentEnv(),
 		}
-		cr.subject = cr.wxacode.Path
-		validate = cr.wxacode.Validate
+		cr.subject, validate = req.Path, req.Validate
+		cr.call = func(ctx context.Context, c *wechat.Client) (*wechat.Image, error) { return c.GetWxaCode(ctx, req) }
 		lk.addTo(v)
 	case apiUnlimited:
 		checkPath, err := parseBool("check_path", get(h.CheckPath), true)
 		if err != nil {
 			return nil, err
 		}
-		cr.unlimited = &wechat.UnlimitedRequest{
+		req := &wechat.UnlimitedRequest{
 			Scene: get(h.Scene), Page: get(h.Page), Width: lk.width, AutoColor: lk.autoColor,
 			LineColor: lk.lineColor, IsHyaline: lk.isHyaline, EnvVersion: lk.sentEnv(),
 		}
 		if !checkPath {
-			cr.unlimited.CheckPath = &checkPath
+			req.CheckPath = &checkPath
 		}
-		cr.subject = cr.unlimited.Page
-		validate = cr.unlimited.Validate
+		cr.subject, validate = req.Page, req.Validate
+		cr.call = func(ctx context.Context, c *wechat.Client) (*wechat.Image, error) { return c.GetUnlimited(ctx, req) }
 		lk.addTo(v)
-		v.Set("scene", cr.unlimited.Scene)
-		v.Set("page", cr.unlimited.Page)
+		v.Set("scene", req.Scene)
+		v.Set("page", req.Page)
 		v.Set("check_path", strconv.FormatBool(checkPath))
 	}
 	if err := validate(); err != nil {
@@ -238,5 +240,5 @@ func globMatch(pattern, s string) bool {
 		}
 		s = s[i+len(p):]
 	}
-	return len(s) >= len(last) && strings.HasSuffix(s, last)
+	return strings.HasSuffix(s, last)
 }

@@ -45,8 +45,10 @@ const (
 type Client struct {
 	// BaseURL is the API host; empty means DefaultBaseURL.
 	BaseURL string
-	// HTTPClient makes the calls; nil means http.DefaultClient. Bound each
-	// call with the context rather than a client timeout.
+	// HTTPClient makes the calls; nil means a client that follows no
+	// redirects. One that does would send the access token to the new host
+	// in the Referer. Bound each call with the context rather than a client
+	// timeout.
 	HTTPClient *http.Client
 	// Tokens supplies access tokens. If it is an Invalidator, a token that
 	// WeChat refuses (40001, 40014, 42001) is dropped and the call retried
@@ -116,7 +118,9 @@ func (c *Client) call(ctx context.Context, path string, req any) (*Image, error)
 			return img, nil
 		case !errors.As(err, &werr):
 			return nil, err
-		case IsTokenError(werr.Code) && !refreshed:
+		case IsTokenError(werr.Code) && !refreshed && tok != "":
+			// A code API refused the token; a token endpoint's own error
+			// (tok is empty then) is no reason to ask it again.
 			inv, ok := c.Tokens.(Invalidator)
 			if !ok {
 				return nil, err
@@ -147,6 +151,9 @@ func (c *Client) busyRetries() int {
 
 // callOnce makes one call and returns the token it used.
 func (c *Client) callOnce(ctx context.Context, path string, body []byte) (*Image, string, error) {
+	if c.Tokens == nil {
+		return nil, "", errors.New("wechat: Client.Tokens is not set")
+	}
 	tok, err := c.Tokens.Token(ctx)
 	if err != nil {
 		return nil, "", err
@@ -204,7 +211,7 @@ func parseError(data []byte) *Error {
 // which may carry the access token or the secret.
 func roundTrip(ctx context.Context, hc *http.Client, method, base, path string, query url.Values, body []byte, max int64) ([]byte, http.Header, error) {
 	if hc == nil {
-		hc = http.DefaultClient
+		hc = noRedirects
 	}
 	u := base + path
 	if len(query) > 0 {
@@ -253,6 +260,12 @@ func redact(method, path string, err error) error {
 		err = uerr.Err
 	}
 	return fmt.Errorf("wechat: %s %s: %w", method, path, err)
+}
+
+// noRedirects is the default HTTP client. WeChat does not redirect, and a
+// redirect followed would carry the token or the secret to another host.
+var noRedirects = &http.Client{
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 }
 
 func baseURL(s string) string {

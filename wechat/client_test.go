@@ -9,6 +9,8 @@ import (
 	"image"
 	_ "image/jpeg"
 	_ "image/png"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -414,5 +416,110 @@ func assertNoSecret(t *testing.T, fake *wechattest.Server, s string) {
 		if strings.Contains(s, tok) {
 			t.Errorf("access token in %q", s)
 		}
+	}
+}
+
+func TestEarlyRefreshBeforeExpiry(t *testing.T) {
+	fake, c := newClient(t)
+	fake.SetTokenTTL(2 * time.Second) // refreshed a tenth of its life early
+	ctx := context.Background()
+	if _, err := c.CreateQRCode(ctx, qr("a")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1500 * time.Millisecond)
+	if _, err := c.CreateQRCode(ctx, qr("a")); err != nil {
+		t.Fatal(err)
+	}
+	if n := fake.TokenCalls(); n != 1 {
+		t.Fatalf("%d token calls well before expiry, want 1", n)
+	}
+	time.Sleep(350 * time.Millisecond) // inside the last 0.2 s, not expired
+	if _, err := c.CreateQRCode(ctx, qr("a")); err != nil {
+		t.Fatal(err)
+	}
+	if n := fake.TokenCalls(); n != 2 {
+		t.Fatalf("%d token calls in the early-refresh window, want 2", n)
+	}
+}
+
+func TestFailedEarlyRefreshKeepsValidToken(t *testing.T) {
+	fake := wechattest.NewServer(testAppID, testSecret)
+	defer fake.Close()
+	fake.SetTokenTTL(2 * time.Second)
+	src := wechat.NewReuseTokenSource(&wechat.StableTokenSource{BaseURL: fake.URL, AppID: testAppID, Secret: testSecret})
+	ctx := context.Background()
+	first, err := src.Token(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1850 * time.Millisecond)
+	fake.Inject(wechattest.PathStableToken, wechattest.Fault{Status: 502}, 0)
+	tok, err := src.Token(ctx)
+	if err != nil || tok.AccessToken != first.AccessToken {
+		t.Fatalf("want the unexpired token while the endpoint fails, got %v", err)
+	}
+	if n := fake.TokenCalls(); n != 2 {
+		t.Errorf("%d token calls, want 2 (the failed refresh)", n)
+	}
+	time.Sleep(300 * time.Millisecond) // now expired
+	if _, err := src.Token(ctx); err == nil {
+		t.Fatal("want an error once the token has expired and no refresh works")
+	}
+}
+
+// A token endpoint answering with a token errcode is not a refused token.
+func TestTokenEndpointErrorNotRetried(t *testing.T) {
+	fake, c := newClient(t)
+	fake.Inject(wechattest.PathStableToken, wechattest.Fault{ErrCode: wechat.CodeInvalidCredential}, 0)
+	_, err := c.CreateQRCode(context.Background(), qr("a"))
+	var werr *wechat.Error
+	if !errors.As(err, &werr) || werr.Code != wechat.CodeInvalidCredential {
+		t.Fatalf("want errcode 40001, got %v", err)
+	}
+	if fake.TokenCalls() != 1 || fake.CodeCalls() != 0 {
+		t.Errorf("%d token and %d code calls, want 1 and 0", fake.TokenCalls(), fake.CodeCalls())
+	}
+}
+
+func TestRedirectNotFollowed(t *testing.T) {
+	var hits sync.Map
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Store(r.URL.String()+" "+r.Referer(), true)
+	}))
+	defer elsewhere.Close()
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, elsewhere.URL+r.URL.Path, http.StatusTemporaryRedirect)
+	}))
+	defer redirector.Close()
+	for _, src := range []wechat.TokenSource{
+		&wechat.StableTokenSource{BaseURL: redirector.URL, AppID: testAppID, Secret: testSecret},
+		&wechat.ClassicTokenSource{BaseURL: redirector.URL, AppID: testAppID, Secret: testSecret},
+	} {
+		_, err := src.Token(context.Background())
+		var serr *wechat.StatusError
+		if !errors.As(err, &serr) || serr.StatusCode != http.StatusTemporaryRedirect {
+			t.Errorf("want a 307 StatusError, got %v", err)
+		}
+	}
+	c := &wechat.Client{BaseURL: redirector.URL, Tokens: staticToken("TOKEN-IN-URL")}
+	if _, err := c.CreateQRCode(context.Background(), qr("a")); err == nil {
+		t.Error("want an error for a redirect")
+	}
+	hits.Range(func(k, _ any) bool {
+		t.Errorf("the redirect was followed: %v", k)
+		return true
+	})
+}
+
+type staticToken string
+
+func (s staticToken) Token(context.Context) (*wechat.Token, error) {
+	return &wechat.Token{AccessToken: string(s), Expiry: time.Now().Add(time.Hour)}, nil
+}
+
+func TestClientWithoutTokens(t *testing.T) {
+	c := &wechat.Client{BaseURL: "http://127.0.0.1:1"}
+	if _, err := c.CreateQRCode(context.Background(), qr("a")); err == nil {
+		t.Fatal("want an error, not a panic")
 	}
 }

@@ -50,7 +50,7 @@ type StableTokenSource struct {
 	BaseURL    string // default DefaultBaseURL
 	AppID      string
 	Secret     string
-	HTTPClient *http.Client // default http.DefaultClient
+	HTTPClient *http.Client // default: one that follows no redirects
 }
 
 // Token returns the app's current stable token.
@@ -84,7 +84,7 @@ type ClassicTokenSource struct {
 	BaseURL    string // default DefaultBaseURL
 	AppID      string
 	Secret     string
-	HTTPClient *http.Client // default http.DefaultClient
+	HTTPClient *http.Client // default: one that follows no redirects
 }
 
 // Token returns a newly issued token.
@@ -183,11 +183,15 @@ func (r *ReuseTokenSource) refresh(ctx context.Context) (*Token, error) {
 		r.mu.Unlock()
 		return tok, nil
 	}
-	dropped := r.dropped
+	dropped, old := r.dropped, r.tok
 	r.mu.Unlock()
 
 	tok, err := r.src.Token(ctx)
 	if err != nil {
+		// Refreshing early leaves time: a token not yet expired still works.
+		if old != nil && time.Now().Before(old.Expiry) {
+			return old, nil
+		}
 		return nil, err
 	}
 	// A stable token source keeps handing out a token that the code APIs
