@@ -148,14 +148,21 @@ http://127.0.0.1:%d {
 `, dir, logFile, port, directives)
 }
 
-// qrBlock is a wxqrcode block at /qr for the fake with extra options.
-func qrBlock(fake *wechattest.Server, extra string) string {
-	return fmt.Sprintf(`wxqrcode /qr {
+// wxBlock is a wxqrcode block for the fake at matcher, with options (one
+// per line).
+func wxBlock(fake *wechattest.Server, matcher, options string) string {
+	return fmt.Sprintf(`wxqrcode %s {
 		appid %s
 		secret {env.%s}
 		api_base %s
 		%s
-	}`, testAppID, secretEnv, fake.URL, extra)
+	}
+	`, matcher, testAppID, secretEnv, fake.URL, strings.ReplaceAll(options, "\n", "\n\t\t"))
+}
+
+// qrBlock is a createQRCode block at /qr with options.
+func qrBlock(fake *wechattest.Server, options string) string {
+	return wxBlock(fake, "/qr", options)
 }
 
 // startSite runs Caddy in this process with the directives. dir is the

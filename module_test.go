@@ -48,25 +48,9 @@ func assertImage(t *testing.T, resp *http.Response, body []byte, ctype string, w
 
 func TestThreeAPIs(t *testing.T) {
 	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "allow pages/*")+`
-	wxqrcode /wxa {
-		appid `+testAppID+`
-		secret {env.`+secretEnv+`}
-		api_base `+fake.URL+`
-		api wxacode
-		is_hyaline {query.hyaline}
-		line_color {query.color}
-		allow *
-	}
-	wxqrcode /poster/* {
-		appid `+testAppID+`
-		secret {env.`+secretEnv+`}
-		api_base `+fake.URL+`
-		api unlimited
-		scene {path.1}
-		page pages/item/item
-		width 300
-	}`)
+	s := startSite(t, fake, "", qrBlock(fake, "allow pages/*")+
+		wxBlock(fake, "/wxa", "api wxacode\nis_hyaline {query.hyaline}\nline_color {query.color}\nallow *")+
+		wxBlock(fake, "/poster/*", "api unlimited\nscene {path.1}\npage pages/item/item\nwidth 300"))
 	tests := []struct {
 		name, uri, upstream, ctype string
 		width                      int
@@ -183,13 +167,8 @@ func TestConcurrentMissOneCall(t *testing.T) {
 
 func TestBadInputSpendsNoCall(t *testing.T) {
 	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "allow pages/*")+`
-	wxqrcode /poster {
-		appid `+testAppID+`
-		secret {env.`+secretEnv+`}
-		api_base `+fake.URL+`
-		api unlimited
-	}`)
+	s := startSite(t, fake, "", qrBlock(fake, "allow pages/*")+
+		wxBlock(fake, "/poster", "api unlimited"))
 	tests := []struct {
 		uri     string
 		status  int
@@ -302,7 +281,7 @@ func TestStatusTable(t *testing.T) {
 		{name: "timeout", fault: wechattest.Fault{Delay: 3 * time.Second}, status: 504, errcode: 990504},
 	}
 	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "allow *\n\t\ttimeout 500ms"))
+	s := startSite(t, fake, "", qrBlock(fake, "allow *\ntimeout 500ms"))
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			fake.ClearFaults()
@@ -385,10 +364,10 @@ func TestCorruptEntryRefetched(t *testing.T) {
 }
 
 func TestCacheDirAndStorageModule(t *testing.T) {
-	for _, opt := range []string{"cache_dir %s", "storage file_system {\n\t\t\troot %s\n\t\t}"} {
+	for _, opt := range []string{"cache_dir %s", "storage file_system {\n\troot %s\n}"} {
 		fake := newFake(t)
 		dir := t.TempDir()
-		s := startSite(t, fake, "", qrBlock(fake, "allow *\n\t\t"+fmt.Sprintf(opt, dir)))
+		s := startSite(t, fake, "", qrBlock(fake, "allow *\n"+fmt.Sprintf(opt, dir)))
 		resp, body := s.get("/qr?path=a")
 		assertImage(t, resp, body, "image/jpeg", 430)
 		if n := len(cachedFiles(t, dir)); n != 1 {
@@ -492,7 +471,7 @@ func TestRefusedTokenRetriedOnce(t *testing.T) {
 
 func TestClassicToken(t *testing.T) {
 	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "allow *\n\t\ttoken classic"))
+	s := startSite(t, fake, "", qrBlock(fake, "allow *\ntoken classic"))
 	for _, p := range []string{"a", "b"} {
 		resp, body := s.get("/qr?path=" + p)
 		assertImage(t, resp, body, "image/jpeg", 430)
@@ -508,7 +487,7 @@ func TestReloadKeepsToken(t *testing.T) {
 	s := startSite(t, fake, "", qrBlock(fake, "allow *"))
 	resp, body := s.get("/qr?path=a")
 	assertImage(t, resp, body, "image/jpeg", 430)
-	cfg, err := adapt(caddyfile(t, s.port, s.dir, qrBlock(fake, "allow *\n\t\twidth 300")))
+	cfg, err := adapt(caddyfile(t, s.port, s.dir, qrBlock(fake, "allow *\nwidth 300")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -558,13 +537,7 @@ func TestHeadOnMiss(t *testing.T) {
 
 func TestAllowForUnlimitedPages(t *testing.T) {
 	fake := newFake(t)
-	s := startSite(t, fake, "", `wxqrcode /p {
-		appid `+testAppID+`
-		secret {env.`+secretEnv+`}
-		api_base `+fake.URL+`
-		api unlimited
-		allow pages/item/*
-	}`)
+	s := startSite(t, fake, "", wxBlock(fake, "/p", "api unlimited\nallow pages/item/*"))
 	resp, body := s.get("/p?scene=a&page=pages/item/item")
 	assertImage(t, resp, body, "image/jpeg", 430)
 	resp, body = s.get("/p?scene=a&page=pages/index/index")
@@ -579,7 +552,7 @@ func TestAllowForUnlimitedPages(t *testing.T) {
 func TestTokenFaultsLeakNothing(t *testing.T) {
 	for _, mode := range []string{"stable", "classic"} {
 		fake := newFake(t)
-		s := startSite(t, fake, "", qrBlock(fake, "allow *\n\t\ttoken "+mode))
+		s := startSite(t, fake, "", qrBlock(fake, "allow *\ntoken "+mode))
 		path := map[string]string{"stable": wechattest.PathStableToken, "classic": wechattest.PathToken}[mode]
 		var seen strings.Builder
 		for i, f := range []wechattest.Fault{{Reset: true}, {ErrCode: 40125}, {Status: 500, Body: []byte("oops")}, {Garbage: true}} {
