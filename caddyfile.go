@@ -2,6 +2,7 @@ package wxqrcode
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -45,10 +46,13 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    api_base    <url>
 //	    timeout     <duration>
 //	    allow       <glob...>
+//	    sign_key    <key...>
+//	    cap         <n> [per <duration>]
 //	}
 //
-// appid and secret are required; allow is required for qrcode and
-// wxacode. Templates are Caddy placeholders and text, resolved per request.
+// appid and secret are required. qrcode and wxacode need allow, sign_key
+// or a cap without per (a total budget). allow, sign_key and cap may
+// repeat. Templates are Caddy placeholders and text, resolved per request.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
 	file, line := d.File(), d.Line()
@@ -112,6 +116,18 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			h.Allow = append(h.Allow, globs...)
+		case "sign_key":
+			keys := d.RemainingArgs()
+			if len(keys) == 0 {
+				return d.ArgErr()
+			}
+			h.SignKey = append(h.SignKey, keys...)
+		case "cap":
+			c, err := parseCap(d.RemainingArgs())
+			if err != nil {
+				return d.WrapErr(err)
+			}
+			h.Caps = append(h.Caps, c)
 		case "storage":
 			if h.StorageRaw != nil {
 				return d.Errf("storage given twice")
@@ -140,3 +156,23 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 // Interface guards
 var _ caddyfile.Unmarshaler = (*Handler)(nil)
+
+// parseCap reads the arguments of cap: <n> [per <duration>].
+func parseCap(args []string) (Cap, error) {
+	if len(args) != 1 && (len(args) != 3 || args[1] != "per") {
+		return Cap{}, fmt.Errorf("cap takes <n> or <n> per <duration>")
+	}
+	n, err := strconv.Atoi(args[0])
+	if err != nil || n < 1 {
+		return Cap{}, fmt.Errorf("cap: %q is not a positive number of codes", args[0])
+	}
+	c := Cap{Codes: n}
+	if len(args) == 3 {
+		per, err := caddy.ParseDuration(args[2])
+		if err != nil || per <= 0 {
+			return Cap{}, fmt.Errorf("cap: %q is not a positive duration", args[2])
+		}
+		c.Per = caddy.Duration(per)
+	}
+	return c, nil
+}

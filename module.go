@@ -113,13 +113,31 @@ type Handler struct {
 
 	// Allow lists globs over the path with its query (qrcode, wxacode) or
 	// the page (unlimited) that may be generated; * matches any run of
-	// characters, / and ? included. A lone * allows any path. Required
-	// for qrcode and wxacode, whose codes spend a lifetime budget.
+	// characters, / and ? included. A lone * allows any path. qrcode and
+	// wxacode, whose codes spend a lifetime budget, need allow, sign_key
+	// or a total cap.
 	Allow []string `json:"allow,omitempty"`
 
-	appID   string
-	secret  string
-	apiBase string
+	// SignKey lists keys for signed URLs. When set, every request must
+	// carry sig, the hex HMAC-SHA256 of its canonical request under one of
+	// the keys (see the README); the first key is the one to sign with,
+	// the others are still accepted, for rotation. Global placeholders
+	// such as {env.WXQRCODE_SIGN_KEY} are resolved once at load. At least
+	// 16 characters each.
+	SignKey []string `json:"sign_key,omitempty"`
+
+	// Caps limit the new codes this handler has WeChat generate, per
+	// window or in total, counted per app in the storage.
+	Caps []Cap `json:"caps,omitempty"`
+
+	appID    string
+	secret   string
+	apiBase  string
+	signKeys []string
+	quota    *quota
+	// queryNames are the query parameters the templates read, which a
+	// request may give once only.
+	queryNames []string
 	tokKey  string
 	client  *wechat.Client
 	cache   *codeCache
@@ -168,16 +186,22 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.timeout == 0 {
 		h.timeout = defaultTimeout
 	}
-	setDefault(&h.Path, "{http.request.uri.query.path}")
-	setDefault(&h.Page, "{http.request.uri.query.page}")
-	setDefault(&h.Scene, "{http.request.uri.query.scene}")
-	setDefault(&h.Width, "{http.request.uri.query.width}")
+	h.setTemplateDefaults()
+	h.signKeys = nil
+	for _, k := range h.SignKey {
+		h.signKeys = append(h.signKeys, repl.ReplaceAll(k, ""))
+	}
 
 	storage, err := h.openStorage(ctx)
 	if err != nil {
 		return err
 	}
 	h.cache = &codeCache{storage: storage}
+	group := groupLimited
+	if h.API == apiUnlimited {
+		group = groupUnlimited
+	}
+	h.quota = &quota{storage: storage, appID: h.appID, group: group, caps: h.Caps, logger: h.logger}
 
 	// No redirects: one would carry the token in the Referer, and a 307
 	// the secret in the body, to another host.
@@ -198,6 +222,19 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.client = &wechat.Client{BaseURL: h.apiBase, HTTPClient: hc, Tokens: pooled.(pooledTokens).ReuseTokenSource}
 	return nil
+}
+
+// setTemplateDefaults fills the templates left empty, and notes the query
+// parameters the templates read.
+func (h *Handler) setTemplateDefaults() {
+	setDefault(&h.Path, "{http.request.uri.query.path}")
+	setDefault(&h.Page, "{http.request.uri.query.page}")
+	setDefault(&h.Scene, "{http.request.uri.query.scene}")
+	setDefault(&h.Width, "{http.request.uri.query.width}")
+	h.queryNames = queryNames(h.Path, h.Page, h.Scene, h.Width, h.AutoColor, h.LineColor, h.IsHyaline, h.EnvVersion, h.CheckPath)
+	if len(h.SignKey) > 0 {
+		h.queryNames = append(h.queryNames, sigParam)
+	}
 }
 
 func setDefault(field *string, value string) {
@@ -232,8 +269,16 @@ func (h *Handler) Validate() error {
 	if h.secret == "" {
 		return fmt.Errorf("secret is empty after resolving placeholders: set it, or the environment variable it names")
 	}
+	if !validAppID(h.appID) {
+		return fmt.Errorf("appid may hold only letters, digits, _ and - (WeChat appids look like wx0123456789abcdef)")
+	}
 	if err := checkValue("api_base", h.apiBase); err != nil {
 		return err
+	}
+	for _, k := range h.signKeys {
+		if len(k) < minSignKeyLen {
+			return fmt.Errorf("sign_key must be at least %d characters after resolving placeholders (for example: openssl rand -hex 32)", minSignKeyLen)
+		}
 	}
 	return h.checkConfig()
 }
@@ -266,6 +311,16 @@ func (h *Handler) checkConfig() error {
 			return fmt.Errorf("allow: empty glob; use * to allow any path")
 		}
 	}
+	for _, k := range h.SignKey {
+		if k == "" {
+			return fmt.Errorf("sign_key: empty key")
+		}
+	}
+	for _, c := range h.Caps {
+		if c.Codes < 1 || c.Per < 0 {
+			return fmt.Errorf("cap: want a positive number of codes and a positive window, got %d per %s", c.Codes, time.Duration(c.Per))
+		}
+	}
 	options := []struct{ name, value, apis string }{
 		{"path", h.Path, apiQRCode + " " + apiWxaCode},
 		{"page", h.Page, apiUnlimited},
@@ -281,9 +336,10 @@ func (h *Handler) checkConfig() error {
 			return fmt.Errorf("%s applies to api %s only, not %s", o.name, strings.ReplaceAll(o.apis, " ", " and "), api)
 		}
 	}
-	if api != apiUnlimited && len(h.Allow) == 0 {
-		return fmt.Errorf("api %s spends WeChat's lifetime budget of 100,000 codes per app, so say which paths may be generated: "+
-			"add 'allow <glob>...' (for example 'allow pages/item/item?id=*'), or 'allow *' to accept any path on purpose", api)
+	if api != apiUnlimited && len(h.Allow) == 0 && len(h.SignKey) == 0 && !hasBudget(h.Caps) {
+		return fmt.Errorf("api %s spends WeChat's lifetime budget of 100,000 codes per app, so guard it: "+
+			"add 'allow <glob>...' to say which paths may be generated (for example 'allow pages/item/item?id=*'), "+
+			"'sign_key <key>' to accept only signed URLs, or 'cap <n>' to bound the new codes; 'allow *' accepts any path on purpose", api)
 	}
 	return nil
 }
@@ -349,6 +405,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		localProblem(http.StatusMethodNotAllowed, codeMethod, "wxqrcode: only GET and HEAD are allowed").write(w)
 		return nil
 	}
+	if err := checkQuery(r.URL.RawQuery, h.queryNames); err != nil {
+		h.fail(w, nil, err)
+		return nil
+	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	cr, err := h.resolveRequest(repl)
 	if err != nil {
@@ -358,6 +418,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	if !h.allowed(cr.subject) {
 		h.fail(w, cr, localProblem(http.StatusForbidden, codeNotAllowed, "wxqrcode: this path may not be generated here (see allow)"))
 		return nil
+	}
+	if len(h.signKeys) > 0 {
+		if err := checkSignature(h.signKeys, cr.canonical, r.URL.Query().Get(sigParam)); err != nil {
+			h.fail(w, cr, err)
+			return nil
+		}
 	}
 	e, err := h.lookup(r.Context(), cr)
 	if err != nil && r.Context().Err() != nil {
@@ -438,12 +504,17 @@ func (h *Handler) fetch(ctx context.Context, cr *codeRequest) (*entry, error) {
 	}
 
 	start := time.Now()
+	if err := h.quota.reserve(ctx); err != nil {
+		return nil, err
+	}
 	cctx, cancel := context.WithTimeout(ctx, h.timeout)
 	img, err := cr.call(cctx, h.client)
 	cancel()
 	if err != nil {
+		h.quota.release(ctx, start)
 		return nil, err
 	}
+	h.quota.noteNumUsed(ctx, img.NumUsed)
 	sctx, cancel := context.WithTimeout(ctx, h.timeout)
 	e, err := h.cache.store(sctx, cr.key, cr.canonical, img)
 	cancel()

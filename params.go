@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/url"
+	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -241,4 +243,36 @@ func globMatch(pattern, s string) bool {
 		s = s[i+len(p):]
 	}
 	return strings.HasSuffix(s, last)
+}
+
+// queryPlaceholder finds the query parameters a template reads.
+var queryPlaceholder = regexp.MustCompile(`\{http\.request\.uri\.query\.([^}]+)\}`)
+
+// queryNames lists the query parameters the templates read.
+func queryNames(templates ...string) []string {
+	var names []string
+	for _, t := range templates {
+		for _, m := range queryPlaceholder.FindAllStringSubmatch(t, -1) {
+			if !slices.Contains(names, m[1]) {
+				names = append(names, m[1])
+			}
+		}
+	}
+	return names
+}
+
+// checkQuery refuses a query string that does not parse, or that gives a
+// parameter the handler reads more than once: Caddy would take the first,
+// a proxy or a signing backend perhaps the last.
+func checkQuery(raw string, names []string) error {
+	q, err := url.ParseQuery(raw)
+	if err != nil {
+		return invalidArg("the query string is malformed")
+	}
+	for _, n := range names {
+		if len(q[n]) > 1 {
+			return invalidArg("%s is given more than once", n)
+		}
+	}
+	return nil
 }

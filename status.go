@@ -15,6 +15,10 @@ import (
 // The module's own error codes, for failures WeChat has no code for. They
 // are documented in the README.
 const (
+	codeSigMissing      = 990411 // sign_key is set and the request has no sig
+	codeSigInvalid      = 990412 // sig is not the request's signature
+	codeBudgetSpent     = 990421 // a total cap is spent
+	codeRateCapped      = 990429 // a cap per window is reached
 	codeNotAllowed      = 990403 // the path or page matches no allow glob
 	codeMethod          = 990405 // not GET or HEAD
 	codeInternal        = 990500 // the module could not do its work
@@ -59,6 +63,11 @@ func problemFor(err error) *problem {
 		case wechat.CodeBusy:
 			p.retryAfter = 5 * time.Second
 		}
+		return p
+	}
+	if errors.Is(err, errCapsUnavailable) {
+		p := localProblem(http.StatusServiceUnavailable, codeInternal, "wxqrcode: the caps on new codes cannot be checked now")
+		p.retryAfter = 30 * time.Second
 		return p
 	}
 	var nerr net.Error

@@ -108,8 +108,8 @@ func (r *UnlimitedRequest) Validate() error {
 	if strings.HasPrefix(r.Page, "/") || strings.ContainsAny(r.Page, "?#") {
 		return localError(CodeInvalidPage, "page must not start with / or carry a query")
 	}
-	if !validText(r.Page) {
-		return localError(CodeInvalidPage, "page must be printable UTF-8")
+	if !validText(r.Page) || hasDotDot(r.Page) {
+		return localError(CodeInvalidPage, "page must be printable UTF-8 and must not climb with ..")
 	}
 	return validateLook(r.Width, r.LineColor, r.EnvVersion)
 }
@@ -124,7 +124,21 @@ func validatePath(path string, max int) error {
 	if strings.Contains(path, forbiddenPathParam) {
 		return localError(CodeScancodeTime, "path must not contain %s", forbiddenPathParam)
 	}
+	page, _, _ := strings.Cut(path, "?")
+	if hasDotDot(page) {
+		return localError(CodePathLength, "path must not climb with ..")
+	}
 	return nil
+}
+
+// hasDotDot reports a .. segment, which no mini-program page has.
+func hasDotDot(page string) bool {
+	for seg := range strings.SplitSeq(page, "/") {
+		if seg == ".." {
+			return true
+		}
+	}
+	return false
 }
 
 func validateWidth(width int) error {

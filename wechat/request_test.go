@@ -23,6 +23,8 @@ func TestValidate(t *testing.T) {
 		{"qrcode wide", &QRCodeRequest{Path: "a", Width: 1281}, CodeInvalidArgs},
 		{"qrcode control byte", &QRCodeRequest{Path: "a\x00b"}, CodePathLength},
 		{"qrcode invalid utf8", &QRCodeRequest{Path: "a\xffb"}, CodePathLength},
+		{"qrcode dotdot", &QRCodeRequest{Path: "pages/../admin"}, CodePathLength},
+		{"qrcode dotdot in query", &QRCodeRequest{Path: "pages/a/a?next=../b"}, 0},
 		{"wxacode 1024 bytes", &WxaCodeRequest{Path: strings.Repeat("a", 1024)}, 0},
 		{"wxacode 1025 bytes", &WxaCodeRequest{Path: strings.Repeat("a", 1025)}, CodePathLength},
 		{"wxacode colour", &WxaCodeRequest{Path: "a", LineColor: &Color{R: 256}}, CodeInvalidArgs},
@@ -36,6 +38,8 @@ func TestValidate(t *testing.T) {
 		{"unlimited percent", &UnlimitedRequest{Scene: "a%20"}, CodeSceneChars},
 		{"unlimited leading slash", &UnlimitedRequest{Scene: "a", Page: "/pages/index/index"}, CodeInvalidPage},
 		{"unlimited page query", &UnlimitedRequest{Scene: "a", Page: "pages/index/index?x=1"}, CodeInvalidPage},
+		{"unlimited page dotdot", &UnlimitedRequest{Scene: "a", Page: "pages/../x"}, CodeInvalidPage},
+		{"unlimited scene dotdot", &UnlimitedRequest{Scene: "../../etc"}, 0},
 		{"unlimited width", &UnlimitedRequest{Scene: "a", Width: 100}, CodeInvalidArgs},
 	}
 	for _, tt := range tests {

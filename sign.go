@@ -1,0 +1,60 @@
+package wxqrcode
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"net/http"
+	"net/url"
+)
+
+// sigParam is the query parameter that carries a request's signature.
+const sigParam = "sig"
+
+// minSignKeyLen keeps keys long enough that guessing one is hopeless.
+const minSignKeyLen = 16
+
+// sign returns the signature of a canonical request: the lowercase hex
+// HMAC-SHA256 of the canonical string under key.
+func sign(key, canonical string) string {
+	mac := hmac.New(sha256.New, []byte(key))
+	mac.Write([]byte(canonical))
+	return hex.EncodeToString(mac.Sum(nil))
+}
+
+// signatureValid reports whether sig signs canonical under any of keys,
+// comparing in constant time, so that keys can be rotated: sign with the
+// new key while the old one is still accepted.
+func signatureValid(keys []string, canonical, sig string) bool {
+	got, err := hex.DecodeString(sig)
+	if err != nil || len(got) != sha256.Size {
+		return false
+	}
+	valid := false
+	for _, k := range keys {
+		mac := hmac.New(sha256.New, []byte(k))
+		mac.Write([]byte(canonical))
+		valid = hmac.Equal(got, mac.Sum(nil)) || valid
+	}
+	return valid
+}
+
+// checkSignature returns the problem with a request's signature, or nil.
+func checkSignature(keys []string, canonical, sig string) error {
+	if sig == "" {
+		return localProblem(http.StatusForbidden, codeSigMissing, "wxqrcode: this URL must be signed (sig is missing)")
+	}
+	if !signatureValid(keys, canonical, sig) {
+		return localProblem(http.StatusForbidden, codeSigInvalid, "wxqrcode: the signature does not match the request")
+	}
+	return nil
+}
+
+// signURL adds the signature of canonical to u's query.
+func signURL(u *url.URL, key, canonical string) *url.URL {
+	signed := *u
+	q := signed.Query()
+	q.Set(sigParam, sign(key, canonical))
+	signed.RawQuery = q.Encode()
+	return &signed
+}
