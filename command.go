@@ -96,4 +96,3 @@ func signedURL(appID, api, key, rawURL string) (string, error) {
 	}
 	return signURL(u, key, cr.canonical).String(), nil
 }
-

@@ -220,7 +220,7 @@ func (s *site) get(path string, header ...string) (*http.Response, []byte) {
 func cachedFiles(t *testing.T, dir string) []string {
 	t.Helper()
 	var files []string
-	root := filepath.Join(dir, "wxqrcode")
+	root := filepath.Join(dir, "wxqrcode", "codes")
 	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
 		if err == nil && !d.IsDir() {
 			files = append(files, path)

@@ -138,11 +138,11 @@ type Handler struct {
 	// queryNames are the query parameters the templates read, which a
 	// request may give once only.
 	queryNames []string
-	tokKey  string
-	client  *wechat.Client
-	cache   *codeCache
-	logger  *zap.Logger
-	timeout time.Duration
+	tokKey     string
+	client     *wechat.Client
+	cache      *codeCache
+	logger     *zap.Logger
+	timeout    time.Duration
 }
 
 // CaddyModule returns the Caddy module information.
