@@ -62,6 +62,9 @@ func TestCaddyfileEverySubdirective(t *testing.T) {
 		timeout 3s
 		allow pages/item/item?id=* pages/index/index
 		allow pages/about/about
+		sign_key {env.KEY_NEW} {env.KEY_OLD}
+		cap 100 per 1h
+		cap 5000
 	}`)
 	if err != nil {
 		t.Fatal(err)
@@ -82,6 +85,8 @@ func TestCaddyfileEverySubdirective(t *testing.T) {
 		"api_base":    "https://api2.weixin.qq.com",
 		"timeout":     3e9,
 		"allow":       []any{"pages/item/item?id=*", "pages/index/index", "pages/about/about"},
+		"sign_key":    []any{"{env.KEY_NEW}", "{env.KEY_OLD}"},
+		"caps":        []any{map[string]any{"codes": 100.0, "per": 3.6e12}, map[string]any{"codes": 5000.0}},
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("adapted\n%v\nwant\n%v", got, want)
@@ -142,6 +147,11 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"scene for qrcode", head + "\tscene x\n\tallow *\n}", 2, "scene applies to api unlimited only"},
 		{"path for unlimited", head + "\tapi unlimited\n\tpath x\n}", 2, "path applies to api qrcode and wxacode only"},
 		{"cache_dir and storage", head + "\tcache_dir /a\n\tstorage file_system {\n\t\troot /b\n\t}\n\tallow *\n}", 2, "either cache_dir or storage"},
+		{"cap not a number", head + "\tcap many\n\tallow *\n}", 5, "not a positive number of codes"},
+		{"cap zero", head + "\tcap 0\n\tallow *\n}", 5, "not a positive number of codes"},
+		{"cap bad word", head + "\tcap 5 each 1h\n\tallow *\n}", 5, "cap takes <n> or <n> per <duration>"},
+		{"cap bad window", head + "\tcap 5 per soon\n\tallow *\n}", 5, "not a positive duration"},
+		{"sign_key without key", head + "\tsign_key\n}", 5, "wrong argument count"},
 		{"matcher arg", "wxqrcode /qr extra {\n\tappid wx1\n\tsecret s\n\tallow *\n}", 2, "wrong argument count"},
 	}
 	for _, tt := range tests {

@@ -205,21 +205,25 @@ func TestBadInputSpendsNoCall(t *testing.T) {
 // assertError checks a JSON error response.
 func assertError(t *testing.T, resp *http.Response, body []byte, status, errcode int) {
 	t.Helper()
+	where := resp.Request.URL.String()
+	if len(where) > 120 {
+		where = where[:120] + "..."
+	}
 	if resp.StatusCode != status {
-		t.Errorf("%s: status %d, want %d (body %s)", resp.Request.URL, resp.StatusCode, status, body)
+		t.Errorf("%s: status %d, want %d (body %s)", where, resp.StatusCode, status, body)
 	}
 	if got := resp.Header.Get("Content-Type"); got != "application/json; charset=utf-8" {
-		t.Errorf("%s: Content-Type %q", resp.Request.URL, got)
+		t.Errorf("%s: Content-Type %q", where, got)
 	}
 	if got := resp.Header.Get("Cache-Control"); got != "no-store" {
-		t.Errorf("%s: Cache-Control %q, want no-store", resp.Request.URL, got)
+		t.Errorf("%s: Cache-Control %q, want no-store", where, got)
 	}
 	var e struct {
 		ErrCode *int   `json:"errcode"`
 		ErrMsg  string `json:"errmsg"`
 	}
 	if err := json.Unmarshal(body, &e); err != nil || e.ErrCode == nil || *e.ErrCode != errcode || e.ErrMsg == "" {
-		t.Errorf("%s: body %s, want errcode %d", resp.Request.URL, body, errcode)
+		t.Errorf("%s: body %s, want errcode %d", where, body, errcode)
 	}
 }
 

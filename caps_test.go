@@ -1,0 +1,87 @@
+package wxqrcode_test
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/wxqrcode/caddy-wxqrcode/wechat/wechattest"
+)
+
+func TestCapPerWindow(t *testing.T) {
+	fake := newFake(t)
+	s := startSite(t, fake, "", qrBlock(fake, "allow *\ncap 2 per 1h"))
+	// A call that generates nothing does not count.
+	fake.Inject(wechattest.PathQRCode, wechattest.Fault{ErrCode: 45011}, 1)
+	if resp, _ := s.get("/qr?path=x"); resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("status %d, want WeChat's 429", resp.StatusCode)
+	}
+	for _, p := range []string{"a", "b", "a", "b"} { // two new codes, two hits
+		resp, body := s.get("/qr?path=" + p)
+		assertImage(t, resp, body, "image/jpeg", 430)
+	}
+	resp, body := s.get("/qr?path=c")
+	assertError(t, resp, body, http.StatusTooManyRequests, 990429)
+	if n, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || n < 1 || n > 3600 {
+		t.Errorf("Retry-After %q, want 1..3600", resp.Header.Get("Retry-After"))
+	}
+	if resp, _ := s.get("/qr?path=a"); resp.StatusCode != http.StatusOK {
+		t.Errorf("a cached code is served whatever the cap: %d", resp.StatusCode)
+	}
+	if n := fake.CodeCalls(); n != 3 {
+		t.Errorf("%d code calls, want 3 (one failed, two new codes)", n)
+	}
+}
+
+// A total cap holds across a restart and across handlers sharing a storage.
+func TestBudgetAcrossRestartAndInstances(t *testing.T) {
+	fake := newFake(t)
+	dir := t.TempDir()
+	directives := wxBlock(fake, "/one", "cap 3") + wxBlock(fake, "/two", "api wxacode\ncap 3") +
+		wxBlock(fake, "/u", "api unlimited\ncap 3")
+	s := startSite(t, fake, dir, directives)
+	for _, uri := range []string{"/one?path=a", "/two?path=b", "/one?path=c", "/u?scene=1", "/u?scene=2"} {
+		if resp, body := s.get(uri); resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %d %s", uri, resp.StatusCode, body)
+		}
+	}
+	resp, body := s.get("/two?path=d")
+	assertError(t, resp, body, http.StatusForbidden, 990421)
+
+	if err := caddy.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	s = startSite(t, fake, dir, directives)
+	resp, body = s.get("/one?path=e")
+	assertError(t, resp, body, http.StatusForbidden, 990421)
+	if resp, _ := s.get("/one?path=a"); resp.StatusCode != http.StatusOK {
+		t.Errorf("a cached code after the restart: %d", resp.StatusCode)
+	}
+	if resp, _ := s.get("/u?scene=3"); resp.StatusCode != http.StatusOK {
+		t.Errorf("unlimited codes have their own count: %d", resp.StatusCode)
+	}
+	resp, body = s.get("/u?scene=4")
+	assertError(t, resp, body, http.StatusForbidden, 990421)
+	if n := fake.CodeCalls(); n != 6 {
+		t.Errorf("%d code calls, want 6", n)
+	}
+	if fake.Generated() != 3 {
+		t.Errorf("WeChat generated %d limited codes, want 3", fake.Generated())
+	}
+}
+
+// A cap alone (without allow) opts a limited API in; a rate cap does not.
+func TestCapOptIn(t *testing.T) {
+	for _, tc := range []struct {
+		opts string
+		ok   bool
+	}{{"cap 100", true}, {"cap 10 per 1m", false}, {"sign_key 0123456789abcdef", true}} {
+		_, err := adapt(fmt.Sprintf("http://127.0.0.1:1 {\n\twxqrcode {\n\t\tappid wx1\n\t\tsecret s\n\t\t%s\n\t}\n}\n", tc.opts))
+		if (err == nil) != tc.ok {
+			t.Errorf("%q: error %v, want ok=%v", tc.opts, err, tc.ok)
+		}
+	}
+}

@@ -1,0 +1,101 @@
+package wxqrcode_test
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"net/url"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+const (
+	signKey    = "k1-0123456789abcdef0123456789abcdef"
+	oldSignKey = "k0-fedcba9876543210fedcba9876543210"
+	signKeyEnv = "WXQRCODE_TEST_SIGN_KEY"
+)
+
+// hmacHex signs as a backend would, from the README's description.
+func hmacHex(key, canonical string) string {
+	mac := hmac.New(sha256.New, []byte(key))
+	mac.Write([]byte(canonical))
+	return hex.EncodeToString(mac.Sum(nil))
+}
+
+func TestSignedURLs(t *testing.T) {
+	t.Setenv(signKeyEnv, signKey)
+	fake := newFake(t)
+	s := startSite(t, fake, "", qrBlock(fake, "sign_key {env."+signKeyEnv+"} "+oldSignKey))
+	canonical := func(path, width string) string {
+		return url.Values{"api": {"qrcode"}, "appid": {testAppID}, "path": {path}, "width": {width}}.Encode()
+	}
+	path := "pages/item/item?id=42"
+	good := hmacHex(signKey, canonical(path, "430"))
+	tests := []struct {
+		name    string
+		query   url.Values
+		status  int
+		errcode int
+	}{
+		{"good", url.Values{"path": {path}, "sig": {good}}, 200, 0},
+		{"good, width spelled out", url.Values{"path": {path}, "width": {"430"}, "sig": {good}}, 200, 0},
+		{"old key still accepted", url.Values{"path": {path}, "sig": {hmacHex(oldSignKey, canonical(path, "430"))}}, 200, 0},
+		{"upper-case hex", url.Values{"path": {path}, "sig": {strings.ToUpper(good)}}, 200, 0},
+		{"missing", url.Values{"path": {path}}, 403, 990411},
+		{"empty", url.Values{"path": {path}, "sig": {""}}, 403, 990411},
+		{"wrong key", url.Values{"path": {path}, "sig": {hmacHex("not-the-key-at-all", canonical(path, "430"))}}, 403, 990412},
+		{"tampered path", url.Values{"path": {"pages/item/item?id=43"}, "sig": {good}}, 403, 990412},
+		{"tampered width", url.Values{"path": {path}, "width": {"280"}, "sig": {good}}, 403, 990412},
+		{"truncated sig", url.Values{"path": {path}, "sig": {good[:40]}}, 403, 990412},
+		{"not hex", url.Values{"path": {path}, "sig": {strings.Repeat("zz", 32)}}, 403, 990412},
+		{"two sigs", url.Values{"path": {path}, "sig": {good, good}}, 400, 40097},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := fake.CodeCalls()
+			resp, body := s.get("/qr?" + tt.query.Encode())
+			if tt.status == 200 {
+				assertImage(t, resp, body, "image/jpeg", 430)
+				return
+			}
+			assertError(t, resp, body, tt.status, tt.errcode)
+			if fake.CodeCalls() != before {
+				t.Error("a refused request made a call")
+			}
+		})
+	}
+	if n := fake.CodeCalls(); n != 1 {
+		t.Errorf("%d code calls, want 1", n)
+	}
+}
+
+// The sign command's URLs are accepted by the handler.
+func TestSignCommand(t *testing.T) {
+	fake := newFake(t)
+	t.Setenv(signKeyEnv, signKey)
+	s := startSite(t, fake, "", qrBlock(fake, "sign_key {env."+signKeyEnv+"}")+
+		wxBlock(fake, "/poster", "api unlimited\nsign_key {env."+signKeyEnv+"}"))
+	for _, tc := range []struct{ api, uri, ctype string }{
+		{"qrcode", "/qr?path=pages%2Findex%2Findex&width=300", "image/jpeg"},
+		{"unlimited", "/poster?scene=a%3D1&page=pages/item/item", "image/jpeg"},
+	} {
+		cmd := exec.Command(builtCaddy(t), "wxqrcode", "sign", "--appid", testAppID, "--api", tc.api, "--key-env", signKeyEnv, s.url+tc.uri)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("sign: %v", err)
+		}
+		signed := strings.TrimSpace(string(out))
+		if !strings.Contains(signed, "sig=") || !strings.HasPrefix(signed, s.url) {
+			t.Fatalf("sign printed %q", signed)
+		}
+		resp, body := s.get(strings.TrimPrefix(signed, s.url))
+		if resp.StatusCode != 200 {
+			t.Errorf("%s: signed URL got %d: %s", tc.api, resp.StatusCode, body)
+		}
+	}
+	cmd := exec.Command(builtCaddy(t), "wxqrcode", "sign", "--appid", testAppID, "--key-env", signKeyEnv, s.url+"/qr?path=")
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "path must be 1 to 128 bytes") {
+		t.Errorf("want the command to refuse a request WeChat would refuse, got %v: %s", err, out)
+	}
+}
