@@ -192,3 +192,20 @@ func appsOf(t *testing.T, cfg []byte) caddy.ModuleMap {
 	}
 	return c.AppsRaw
 }
+
+// Signing keys, like the secret, stay placeholders in the JSON, and a key
+// too short is refused at load.
+func TestSignKeyResolvedAtLoad(t *testing.T) {
+	t.Setenv("WXQRCODE_TEST_SHORT_KEY", "short")
+	cfg, err := adapt(fmt.Sprintf("{\n\tadmin off\n}\nhttp://127.0.0.1:%d {\n\twxqrcode {\n\t\tappid wx1\n\t\tsecret {env.%s}\n\t\tsign_key {env.WXQRCODE_TEST_SHORT_KEY}\n\t}\n}\n", freePort(t), secretEnv))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(cfg), "short") || strings.Contains(string(cfg), testSecret) {
+		t.Errorf("adapted config holds a resolved secret: %s", cfg)
+	}
+	err = caddy.Validate(&caddy.Config{AppsRaw: appsOf(t, cfg)})
+	if err == nil || !strings.Contains(err.Error(), "sign_key must be at least 16 characters") || strings.Contains(err.Error(), "short") {
+		t.Errorf("want a load error naming the rule, not the key; got %v", err)
+	}
+}

@@ -86,8 +86,10 @@ func scanLogs() error {
 	if !strings.Contains(logs, `"fetched code"`) || !strings.Contains(logs, `"level":"debug"`) {
 		return fmt.Errorf("only %d bytes of logs from %d files: too thin to scan", len(logs), len(files))
 	}
-	if strings.Contains(logs, testSecret) {
-		return fmt.Errorf("the app secret is in the logs")
+	for _, secret := range []string{testSecret, signKey, oldSignKey} {
+		if strings.Contains(logs, secret) {
+			return fmt.Errorf("the app secret or a signing key is in the logs")
+		}
 	}
 	for _, tok := range tokens {
 		if strings.Contains(logs, tok) {

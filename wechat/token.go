@@ -99,6 +99,12 @@ func fetchToken(ctx context.Context, hc *http.Client, method, base, path string,
 	if err != nil {
 		return nil, err
 	}
+	return parseTokenReply(data, start)
+}
+
+// parseTokenReply reads a token endpoint's reply; start is when the
+// request was sent, from which expires_in counts.
+func parseTokenReply(data []byte, start time.Time) (*Token, error) {
 	var reply struct {
 		AccessToken string `json:"access_token"`
 		ExpiresIn   int64  `json:"expires_in"`
@@ -114,8 +120,13 @@ func fetchToken(ctx context.Context, hc *http.Client, method, base, path string,
 	if reply.AccessToken == "" || reply.ExpiresIn <= 0 {
 		return nil, ErrBadReply
 	}
-	return &Token{AccessToken: reply.AccessToken, Expiry: start.Add(time.Duration(reply.ExpiresIn) * time.Second)}, nil
+	// WeChat says 7200; a wild value must not overflow into the past.
+	expiresIn := min(reply.ExpiresIn, maxExpiresIn)
+	return &Token{AccessToken: reply.AccessToken, Expiry: start.Add(time.Duration(expiresIn) * time.Second)}, nil
 }
+
+// maxExpiresIn bounds a token's lifetime, in seconds.
+const maxExpiresIn = 24 * 60 * 60
 
 // maxTokenReply bounds a token reply, which is a few hundred bytes.
 const maxTokenReply = 64 << 10
