@@ -9,9 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/caddyserver/certmagic"
+	"github.com/maypok86/otter/v2"
 
 	"github.com/wxqrcode/caddy-wxqrcode/wechat"
 )
@@ -19,12 +22,15 @@ import (
 // cachePrefix is where codes live in the storage.
 const cachePrefix = "wxqrcode/codes/"
 
-// entry is a cached code, ready to serve.
+// entry is a cached code, ready to serve: its header values are made
+// once, so a hit hashes and formats nothing.
 type entry struct {
-	data        []byte
-	contentType string
-	etag        string
-	stored      time.Time
+	data         []byte
+	contentType  string
+	etag         string
+	stored       time.Time
+	lastModified string
+	length       string
 }
 
 // entryMeta heads each stored entry. It lets a reader check that what it
@@ -79,10 +85,12 @@ func decodeEntry(raw []byte) (*entry, error) {
 
 func newEntry(data []byte, contentType string, sum [sha256.Size]byte, stored time.Time) *entry {
 	return &entry{
-		data:        data,
-		contentType: contentType,
-		etag:        `"` + hex.EncodeToString(sum[:16]) + `"`,
-		stored:      stored,
+		data:         data,
+		contentType:  contentType,
+		etag:         `"` + hex.EncodeToString(sum[:16]) + `"`,
+		stored:       stored,
+		lastModified: stored.UTC().Format(http.TimeFormat),
+		length:       strconv.Itoa(len(data)),
 	}
 }
 
@@ -109,4 +117,35 @@ func (c *codeCache) store(ctx context.Context, key, canonical string, img *wecha
 	value := make([]byte, 0, len(head)+1+len(img.Data))
 	value = append(append(append(value, head...), '\n'), img.Data...)
 	return e, c.storage.Store(ctx, storageKey(key), value)
+}
+
+// DefaultMemoryCache is the default bound of the memory cache, in bytes.
+const DefaultMemoryCache = 64 << 20
+
+// entryOverhead approximates what an entry costs beyond its bytes and key.
+const entryOverhead = 256
+
+// memoryCache holds hot codes in front of the storage, bounded in bytes,
+// keyed by the canonical request.
+type memoryCache struct {
+	*otter.Cache[string, *entry]
+}
+
+func newMemoryCache(maxBytes uint64) (*memoryCache, error) {
+	c, err := otter.New(&otter.Options[string, *entry]{
+		MaximumWeight: maxBytes,
+		Weigher: func(key string, e *entry) uint32 {
+			return uint32(min(len(key)+len(e.data)+entryOverhead, 1<<32-1))
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &memoryCache{c}, nil
+}
+
+// Destruct lets a memoryCache live in a caddy.UsagePool.
+func (m *memoryCache) Destruct() error {
+	m.InvalidateAll()
+	return nil
 }

@@ -2,6 +2,7 @@ package wxqrcode
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
 )
 
 func init() {
@@ -48,6 +50,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    allow       <glob...>
 //	    sign_key    <key...>
 //	    cap         <n> [per <duration>]
+//	    memory_cache <size>|off
 //	}
 //
 // appid and secret are required. qrcode and wxacode need allow, sign_key
@@ -128,6 +131,22 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.WrapErr(err)
 			}
 			h.Caps = append(h.Caps, c)
+		case "memory_cache":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			if d.Val() == "off" {
+				h.MemoryCache = -1
+			} else {
+				size, err := humanize.ParseBytes(d.Val())
+				if err != nil || size == 0 || size > math.MaxInt64 {
+					return d.Errf("memory_cache must be a size such as 64MiB, or off, not %q", d.Val())
+				}
+				h.MemoryCache = int64(size)
+			}
+			if d.NextArg() {
+				return d.ArgErr()
+			}
 		case "storage":
 			if h.StorageRaw != nil {
 				return d.Errf("storage given twice")

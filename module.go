@@ -130,11 +130,18 @@ type Handler struct {
 	// window or in total, counted per app in the storage.
 	Caps []Cap `json:"caps,omitempty"`
 
+	// MemoryCache bounds the memory cache in front of the storage, in
+	// bytes; 0 means 64 MiB, negative turns it off. Handlers with the same
+	// storage and bound share one, across config reloads too.
+	MemoryCache int64 `json:"memory_cache,omitempty"`
+
 	appID    string
 	secret   string
 	apiBase  string
 	signKeys []string
 	quota    *quota
+	mem      *memoryCache
+	memKey   string
 	// queryNames are the query parameters the templates read, which a
 	// request may give once only.
 	queryNames []string
@@ -197,6 +204,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.cache = &codeCache{storage: storage}
+	if err := h.openMemoryCache(ctx); err != nil {
+		return err
+	}
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return err
+	}
 	group := groupLimited
 	if h.API == apiUnlimited {
 		group = groupUnlimited
@@ -208,9 +221,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	hc := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	var src wechat.TokenSource
 	if h.Token == tokenClassic {
-		src = &wechat.ClassicTokenSource{BaseURL: h.apiBase, AppID: h.appID, Secret: h.secret, HTTPClient: hc}
+		src = &wechat.ClassicTokenSource{BaseURL: h.apiBase, AppID: h.appID, Secret: h.secret, HTTPClient: hc, Observer: metricsObserver{}}
 	} else {
-		src = &wechat.StableTokenSource{BaseURL: h.apiBase, AppID: h.appID, Secret: h.secret, HTTPClient: hc}
+		src = &wechat.StableTokenSource{BaseURL: h.apiBase, AppID: h.appID, Secret: h.secret, HTTPClient: hc, Observer: metricsObserver{}}
 	}
 	secretSum := sha256.Sum256([]byte(h.secret))
 	h.tokKey = strings.Join([]string{h.apiBase, h.appID, h.Token, hex.EncodeToString(secretSum[:])}, "|")
@@ -220,7 +233,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	h.client = &wechat.Client{BaseURL: h.apiBase, HTTPClient: hc, Tokens: pooled.(pooledTokens).ReuseTokenSource}
+	h.client = &wechat.Client{BaseURL: h.apiBase, HTTPClient: hc, Tokens: pooled.(pooledTokens).ReuseTokenSource, Observer: metricsObserver{}}
 	return nil
 }
 
@@ -241,6 +254,36 @@ func setDefault(field *string, value string) {
 	if *field == "" {
 		*field = value
 	}
+}
+
+// memoryPool keeps memory caches across config reloads.
+var memoryPool = caddy.NewUsagePool()
+
+// openMemoryCache takes the memory cache for this handler's storage and
+// bound from the pool, or makes it.
+func (h *Handler) openMemoryCache(ctx caddy.Context) error {
+	if h.MemoryCache < 0 {
+		return nil
+	}
+	size := cmp.Or(h.MemoryCache, DefaultMemoryCache)
+	storageID := "default"
+	switch {
+	case h.StorageRaw != nil:
+		storageID = "module:" + string(h.StorageRaw)
+	case h.CacheDir != "":
+		storageID = "dir:" + h.CacheDir
+	case ctx.Storage() != nil:
+		storageID = fmt.Sprintf("default:%v", ctx.Storage())
+	}
+	h.memKey = fmt.Sprintf("%s|%d", storageID, size)
+	mem, _, err := memoryPool.LoadOrNew(h.memKey, func() (caddy.Destructor, error) {
+		return newMemoryCache(uint64(size))
+	})
+	if err != nil {
+		return err
+	}
+	h.mem = mem.(*memoryCache)
+	return nil
 }
 
 func (h *Handler) openStorage(ctx caddy.Context) (certmagic.Storage, error) {
@@ -389,20 +432,25 @@ func checkValue(name, value string) error {
 	return nil
 }
 
-// Cleanup releases the pooled token source.
+// Cleanup releases the pooled token source and memory cache.
 func (h *Handler) Cleanup() error {
+	var errs []error
 	if h.tokKey != "" {
 		_, err := tokenPool.Delete(h.tokKey)
-		return err
+		errs = append(errs, err)
 	}
-	return nil
+	if h.memKey != "" {
+		_, err := memoryPool.Delete(h.memKey)
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
 // ServeHTTP answers with the code image, or with a JSON error.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		localProblem(http.StatusMethodNotAllowed, codeMethod, "wxqrcode: only GET and HEAD are allowed").write(w)
+		h.fail(w, nil, localProblem(http.StatusMethodNotAllowed, codeMethod, "wxqrcode: only GET and HEAD are allowed"))
 		return nil
 	}
 	if err := checkQuery(r.URL.RawQuery, h.queryNames); err != nil {
@@ -425,7 +473,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 			return nil
 		}
 	}
-	e, err := h.lookup(r.Context(), cr)
+	e, outcome, err := h.lookup(r.Context(), cr)
 	if err != nil && r.Context().Err() != nil {
 		h.logger.Debug("client went away", zap.String("key", cr.key))
 		return nil
@@ -434,7 +482,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		h.fail(w, cr, err)
 		return nil
 	}
-	serveEntry(w, r, e)
+	countRequest(outcome, serveEntry(w, r, e))
 	return nil
 }
 
@@ -455,17 +503,32 @@ func (h *Handler) allowed(subject string) bool {
 // config reload also make one call per code.
 var flight singleflight.Group
 
-// lookup returns the cached code, or fetches it: once per key however
-// many requests wait. The fetch runs apart from the request, so a client
-// that gives up does not waste a call already paid for.
-func (h *Handler) lookup(ctx context.Context, cr *codeRequest) (*entry, error) {
+// The outcomes of a lookup, for metrics.
+const (
+	outcomeMemoryHit  = "memory_hit"
+	outcomeStorageHit = "storage_hit"
+	outcomeMiss       = "miss"
+)
+
+// lookup returns the code from memory, from the storage, or fetched:
+// once per key however many requests wait. The fetch runs apart from the
+// request, so a client that gives up does not waste a call already paid
+// for.
+func (h *Handler) lookup(ctx context.Context, cr *codeRequest) (*entry, string, error) {
+	if h.mem != nil {
+		if e, ok := h.mem.GetIfPresent(cr.canonical); ok {
+			return e, outcomeMemoryHit, nil
+		}
+	}
+	cr.key = cacheKey(cr.canonical)
 	e, err := h.cache.load(ctx, cr.key)
 	if err != nil {
 		h.logger.Warn("reading cache", zap.String("key", cr.key), zap.Error(err))
 	}
 	if e != nil {
 		h.logger.Debug("cache hit", zap.String("api", cr.api), zap.String("key", cr.key))
-		return e, nil
+		h.remember(cr, e)
+		return e, outcomeStorageHit, nil
 	}
 	ch := flight.DoChan(cr.key, func() (any, error) {
 		return h.fetch(context.WithoutCancel(ctx), cr)
@@ -473,11 +536,19 @@ func (h *Handler) lookup(ctx context.Context, cr *codeRequest) (*entry, error) {
 	select {
 	case res := <-ch:
 		if res.Err != nil {
-			return nil, res.Err
+			return nil, "", res.Err
 		}
-		return res.Val.(*entry), nil
+		e := res.Val.(*entry)
+		h.remember(cr, e)
+		return e, outcomeMiss, nil
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, "", ctx.Err()
+	}
+}
+
+func (h *Handler) remember(cr *codeRequest, e *entry) {
+	if h.mem != nil {
+		h.mem.Set(cr.canonical, e)
 	}
 }
 
@@ -515,6 +586,10 @@ func (h *Handler) fetch(ctx context.Context, cr *codeRequest) (*entry, error) {
 		return nil, err
 	}
 	h.quota.noteNumUsed(ctx, img.NumUsed)
+	metrics.codesGenerated.WithLabelValues(cr.api).Inc()
+	if img.NumUsed >= 0 {
+		metrics.numUsed.WithLabelValues(h.appID).Set(float64(img.NumUsed))
+	}
 	sctx, cancel := context.WithTimeout(ctx, h.timeout)
 	e, err := h.cache.store(sctx, cr.key, cr.canonical, img)
 	cancel()
@@ -546,8 +621,16 @@ func (h *Handler) fail(w http.ResponseWriter, cr *codeRequest, err error) {
 		fields = append(fields, zap.Error(err))
 	}
 	if cr != nil {
-		fields = append(fields, zap.String("api", cr.api), zap.String("key", cr.key))
+		fields = append(fields, zap.String("api", cr.api))
+		if cr.key != "" {
+			fields = append(fields, zap.String("key", cr.key))
+		}
 	}
+	outcome := "rejected"
+	if p.status >= http.StatusInternalServerError {
+		outcome = "error"
+	}
+	countRequest(outcome, p.status)
 	if p.status >= http.StatusInternalServerError {
 		h.logger.Error("code request failed", fields...)
 	} else {
@@ -556,17 +639,47 @@ func (h *Handler) fail(w http.ResponseWriter, cr *codeRequest, err error) {
 	p.write(w)
 }
 
-// serveEntry writes the image like a static file: validators, long-lived
-// caching, ranges, HEAD and 304 through http.ServeContent.
-func serveEntry(w http.ResponseWriter, r *http.Request, e *entry) {
+// cacheControl is what a code gets unless a header directive set one: a
+// code never changes.
+const cacheControl = "public, max-age=31536000, immutable"
+
+// serveEntry writes the image like a static file and returns the status.
+// A plain GET or HEAD gets the prepared headers and the bytes; conditional
+// and range requests go through http.ServeContent.
+func serveEntry(w http.ResponseWriter, r *http.Request, e *entry) int {
 	hdr := w.Header()
-	hdr.Set("Content-Type", e.contentType)
-	hdr.Set("ETag", e.etag)
-	if hdr.Get("Cache-Control") == "" {
-		hdr.Set("Cache-Control", "public, max-age=31536000, immutable")
+	hdr["Content-Type"] = []string{e.contentType}
+	hdr["Etag"] = []string{e.etag}
+	if _, ok := hdr["Cache-Control"]; !ok {
+		hdr["Cache-Control"] = []string{cacheControl}
 	}
-	http.ServeContent(w, r, "", e.stored, bytes.NewReader(e.data))
+	if r.Header.Get("Range") != "" || r.Header.Get("If-None-Match") != "" || r.Header.Get("If-Modified-Since") != "" ||
+		r.Header.Get("If-Match") != "" || r.Header.Get("If-Unmodified-Since") != "" {
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		http.ServeContent(rec, r, "", e.stored, bytes.NewReader(e.data))
+		return rec.status
+	}
+	hdr["Last-Modified"] = []string{e.lastModified}
+	hdr["Content-Length"] = []string{e.length}
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(e.data)
+	}
+	return http.StatusOK
 }
+
+// statusRecorder notes the status http.ServeContent chose.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(status int) {
+	s.status = status
+	s.ResponseWriter.WriteHeader(status)
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // Interface guards
 var (

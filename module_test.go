@@ -343,7 +343,7 @@ func TestSecretAndTokenNotInResponses(t *testing.T) {
 
 func TestCorruptEntryRefetched(t *testing.T) {
 	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "allow *"))
+	s := startSite(t, fake, "", qrBlock(fake, "allow *\nmemory_cache off"))
 	resp, body := s.get("/qr?path=a")
 	assertImage(t, resp, body, "image/jpeg", 430)
 	files := cachedFiles(t, s.dir)

@@ -33,8 +33,15 @@ type codeRequest struct {
 	subject string
 	// canonical lists every effective parameter, sorted and URL-encoded.
 	canonical string
-	// key is the hex SHA-256 of canonical; it names the cache entry.
+	// key is the hex SHA-256 of canonical, which names the entry in the
+	// storage; set by lookup past the memory cache, which needs none.
 	key string
+}
+
+// cacheKey names a canonical request's entry in the storage.
+func cacheKey(canonical string) string {
+	sum := sha256.Sum256([]byte(canonical))
+	return hex.EncodeToString(sum[:])
 }
 
 // look holds the parameters that shape the image, shared by wxacode and
@@ -103,8 +110,6 @@ func (h *Handler) resolveRequest(repl *caddy.Replacer) (*codeRequest, error) {
 		v.Set("path", cr.subject)
 	}
 	cr.canonical = v.Encode()
-	sum := sha256.Sum256([]byte(cr.canonical))
-	cr.key = hex.EncodeToString(sum[:])
 	return cr, nil
 }
 

@@ -97,12 +97,12 @@ func TestCanonicalRequest(t *testing.T) {
 				t.Fatalf("%s %s: %v", group[0], uri, err)
 			}
 			if first == "" {
-				first = cr.key
-				if other, dup := keys[cr.key]; dup {
+				first = cacheKey(cr.canonical)
+				if other, dup := keys[cacheKey(cr.canonical)]; dup {
 					t.Errorf("%s shares a key with %s", uri, other)
 				}
-				keys[cr.key] = group[0] + uri
-			} else if cr.key != first {
+				keys[cacheKey(cr.canonical)] = group[0] + uri
+			} else if cacheKey(cr.canonical) != first {
 				t.Errorf("%s %s: key differs (%s)", group[0], uri, cr.canonical)
 			}
 		}

@@ -62,6 +62,8 @@ type Client struct {
 	// BusyBackoff is the first wait before such a retry, doubled each time;
 	// 0 means DefaultBusyBackoff.
 	BusyBackoff time.Duration
+	// Observer, if set, is told of every call to a code API.
+	Observer Observer
 }
 
 // Image is a code as WeChat sent it.
@@ -80,7 +82,7 @@ func (c *Client) CreateQRCode(ctx context.Context, req *QRCodeRequest) (*Image, 
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}
-	return c.call(ctx, pathQRCode, req)
+	return c.call(ctx, OpQRCode, pathQRCode, req)
 }
 
 // GetWxaCode calls wxacode.get.
@@ -88,7 +90,7 @@ func (c *Client) GetWxaCode(ctx context.Context, req *WxaCodeRequest) (*Image, e
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}
-	return c.call(ctx, pathWxaCode, req)
+	return c.call(ctx, OpWxaCode, pathWxaCode, req)
 }
 
 // GetUnlimited calls wxacode.getUnlimited.
@@ -96,10 +98,10 @@ func (c *Client) GetUnlimited(ctx context.Context, req *UnlimitedRequest) (*Imag
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}
-	return c.call(ctx, pathUnlimited, req)
+	return c.call(ctx, OpUnlimited, pathUnlimited, req)
 }
 
-func (c *Client) call(ctx context.Context, path string, req any) (*Image, error) {
+func (c *Client) call(ctx context.Context, op, path string, req any) (*Image, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
 		return nil, err
@@ -111,7 +113,7 @@ func (c *Client) call(ctx context.Context, path string, req any) (*Image, error)
 		backoff = DefaultBusyBackoff
 	}
 	for {
-		img, tok, err := c.callOnce(ctx, path, body)
+		img, tok, err := c.callOnce(ctx, op, path, body)
 		var werr *Error
 		switch {
 		case err == nil:
@@ -150,7 +152,7 @@ func (c *Client) busyRetries() int {
 }
 
 // callOnce makes one call and returns the token it used.
-func (c *Client) callOnce(ctx context.Context, path string, body []byte) (*Image, string, error) {
+func (c *Client) callOnce(ctx context.Context, op, path string, body []byte) (*Image, string, error) {
 	if c.Tokens == nil {
 		return nil, "", errors.New("wechat: Client.Tokens is not set")
 	}
@@ -163,11 +165,13 @@ func (c *Client) callOnce(ctx context.Context, path string, body []byte) (*Image
 		max = DefaultMaxReplySize
 	}
 	q := url.Values{"access_token": {tok.AccessToken}}
+	start := time.Now()
 	data, header, err := roundTrip(ctx, c.HTTPClient, http.MethodPost, baseURL(c.BaseURL), path, q, body, max)
-	if err != nil {
-		return nil, tok.AccessToken, err
+	var img *Image
+	if err == nil {
+		img, err = parseCodeReply(data)
 	}
-	img, err := parseCodeReply(data)
+	observe(c.Observer, op, start, err)
 	if err != nil {
 		return nil, tok.AccessToken, err
 	}

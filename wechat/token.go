@@ -51,6 +51,7 @@ type StableTokenSource struct {
 	AppID      string
 	Secret     string
 	HTTPClient *http.Client // default: one that follows no redirects
+	Observer   Observer     // if set, told of every request
 }
 
 // Token returns the app's current stable token.
@@ -74,7 +75,7 @@ func (s *StableTokenSource) fetch(ctx context.Context, force bool) (*Token, erro
 	if err != nil {
 		return nil, err
 	}
-	return fetchToken(ctx, s.HTTPClient, http.MethodPost, baseURL(s.BaseURL), pathStableToken, nil, body)
+	return fetchToken(ctx, s.HTTPClient, s.Observer, OpStableToken, http.MethodPost, baseURL(s.BaseURL), pathStableToken, nil, body)
 }
 
 // ClassicTokenSource gets tokens from /cgi-bin/token, which issues a new
@@ -85,21 +86,24 @@ type ClassicTokenSource struct {
 	AppID      string
 	Secret     string
 	HTTPClient *http.Client // default: one that follows no redirects
+	Observer   Observer     // if set, told of every request
 }
 
 // Token returns a newly issued token.
 func (s *ClassicTokenSource) Token(ctx context.Context) (*Token, error) {
 	q := url.Values{"grant_type": {"client_credential"}, "appid": {s.AppID}, "secret": {s.Secret}}
-	return fetchToken(ctx, s.HTTPClient, http.MethodGet, baseURL(s.BaseURL), pathToken, q, nil)
+	return fetchToken(ctx, s.HTTPClient, s.Observer, OpToken, http.MethodGet, baseURL(s.BaseURL), pathToken, q, nil)
 }
 
-func fetchToken(ctx context.Context, hc *http.Client, method, base, path string, query url.Values, body []byte) (*Token, error) {
+func fetchToken(ctx context.Context, hc *http.Client, o Observer, op, method, base, path string, query url.Values, body []byte) (*Token, error) {
 	start := time.Now()
 	data, _, err := roundTrip(ctx, hc, method, base, path, query, body, maxTokenReply)
-	if err != nil {
-		return nil, err
+	var tok *Token
+	if err == nil {
+		tok, err = parseTokenReply(data, start)
 	}
-	return parseTokenReply(data, start)
+	observe(o, op, start, err)
+	return tok, err
 }
 
 // parseTokenReply reads a token endpoint's reply; start is when the
