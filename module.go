@@ -225,10 +225,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	} else {
 		src = &wechat.StableTokenSource{BaseURL: h.apiBase, AppID: h.appID, Secret: h.secret, HTTPClient: hc, Observer: metricsObserver{}}
 	}
+	shared := &sharedTokens{storage: storage, key: "wxqrcode/tokens/" + h.appID + "/" + h.Token + ".json", src: src, logger: h.logger}
 	secretSum := sha256.Sum256([]byte(h.secret))
-	h.tokKey = strings.Join([]string{h.apiBase, h.appID, h.Token, hex.EncodeToString(secretSum[:])}, "|")
+	h.tokKey = strings.Join([]string{h.apiBase, h.appID, h.Token, hex.EncodeToString(secretSum[:]), h.storageID(ctx)}, "|")
 	pooled, _, err := tokenPool.LoadOrNew(h.tokKey, func() (caddy.Destructor, error) {
-		return pooledTokens{wechat.NewReuseTokenSource(src)}, nil
+		return pooledTokens{wechat.NewReuseTokenSource(shared)}, nil
 	})
 	if err != nil {
 		return err
@@ -266,16 +267,7 @@ func (h *Handler) openMemoryCache(ctx caddy.Context) error {
 		return nil
 	}
 	size := cmp.Or(h.MemoryCache, DefaultMemoryCache)
-	storageID := "default"
-	switch {
-	case h.StorageRaw != nil:
-		storageID = "module:" + string(h.StorageRaw)
-	case h.CacheDir != "":
-		storageID = "dir:" + h.CacheDir
-	case ctx.Storage() != nil:
-		storageID = fmt.Sprintf("default:%v", ctx.Storage())
-	}
-	h.memKey = fmt.Sprintf("%s|%d", storageID, size)
+	h.memKey = fmt.Sprintf("%s|%d", h.storageID(ctx), size)
 	mem, _, err := memoryPool.LoadOrNew(h.memKey, func() (caddy.Destructor, error) {
 		return newMemoryCache(uint64(size))
 	})
@@ -284,6 +276,18 @@ func (h *Handler) openMemoryCache(ctx caddy.Context) error {
 	}
 	h.mem = mem.(*memoryCache)
 	return nil
+}
+
+// storageID names the handler's storage, so that what the pools share is
+// shared only between handlers of one storage.
+func (h *Handler) storageID(ctx caddy.Context) string {
+	switch {
+	case h.StorageRaw != nil:
+		return "module:" + string(h.StorageRaw)
+	case h.CacheDir != "":
+		return "dir:" + h.CacheDir
+	}
+	return fmt.Sprintf("default:%v", ctx.Storage())
 }
 
 func (h *Handler) openStorage(ctx caddy.Context) (certmagic.Storage, error) {

@@ -235,13 +235,18 @@ func (r *ReuseTokenSource) refresh(ctx context.Context) (*Token, error) {
 }
 
 // Invalidate drops accessToken if it is still the current token, and only
-// then: a caller holding an older token must not throw away a newer one.
+// then: a caller holding an older token must not throw away a newer one. A
+// source that caches tokens itself is told too.
 func (r *ReuseTokenSource) Invalidate(accessToken string) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.tok != nil && r.tok.AccessToken == accessToken {
+	current := r.tok != nil && r.tok.AccessToken == accessToken
+	if current {
 		r.tok = nil
 		r.dropped = accessToken
+	}
+	r.mu.Unlock()
+	if inv, ok := r.src.(Invalidator); ok && current {
+		inv.Invalidate(accessToken)
 	}
 }
 
