@@ -1,0 +1,84 @@
+package wxqrcode_test
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/wxqrcode/caddy-wxqrcode/wechat/wechattest"
+)
+
+// TestTwoInstancesOneStorage runs two Caddy processes on one storage, as
+// two instances of a cluster behind a load balancer.
+func TestTwoInstancesOneStorage(t *testing.T) {
+	fake := newFake(t)
+	fake.SetTokenTTL(4 * time.Second)
+	dir := t.TempDir()
+	shared := filepath.Join(dir, "shared")
+	var sites []*site
+	for i := range 2 {
+		port := freePort(t)
+		cfg := filepath.Join(dir, fmt.Sprintf("Caddyfile%d", i))
+		if err := os.WriteFile(cfg, []byte(caddyfile(t, port, shared, qrBlock(fake, "allow *"))), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		url := fmt.Sprintf("http://127.0.0.1:%d", port)
+		startProcess(t, dir, url+"/", nil, "run", "--config", cfg)
+		sites = append(sites, &site{t: t, url: url})
+	}
+
+	// 100 concurrent requests for one new code, split across both.
+	fake.Inject(wechattest.PathQRCode, wechattest.Fault{Delay: 300 * time.Millisecond}, 1)
+	var wg sync.WaitGroup
+	bodies := make([][]byte, 100)
+	for i := range bodies {
+		wg.Go(func() {
+			resp, err := http.Get(sites[i%2].url + "/qr?path=pages/item/item%3Fid%3D1")
+			if err == nil {
+				defer resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					bodies[i], _ = readAll(resp)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for i, b := range bodies {
+		if len(b) == 0 || !bytes.Equal(b, bodies[0]) {
+			t.Fatalf("request %d failed or got another image", i)
+		}
+	}
+	if n := fake.CodeCalls(); n != 1 {
+		t.Fatalf("%d code calls for 100 requests across two instances, want 1", n)
+	}
+	for _, s := range sites {
+		resp, body := s.get("/qr?path=pages/item/item%3Fid%3D1")
+		assertImage(t, resp, body, "image/jpeg", 430)
+	}
+
+	// New codes on both instances share the one token...
+	for i := range 6 {
+		resp, body := sites[i%2].get(fmt.Sprintf("/qr?path=pages/new/%d", i))
+		assertImage(t, resp, body, "image/jpeg", 430)
+	}
+	if n := fake.TokenCalls(); n != 1 {
+		t.Fatalf("%d token calls before the token nears expiry, want 1", n)
+	}
+	// ...and once it has expired, one instance fetches the next for both.
+	time.Sleep(4200 * time.Millisecond)
+	for i := range 6 {
+		resp, body := sites[i%2].get(fmt.Sprintf("/qr?path=pages/later/%d", i))
+		assertImage(t, resp, body, "image/jpeg", 430)
+	}
+	if n := fake.TokenCalls(); n != 2 {
+		t.Errorf("%d token calls after expiry, want 2", n)
+	}
+	if n := fake.CodeCalls(); n != 13 {
+		t.Errorf("%d code calls, want 13", n)
+	}
+}
