@@ -81,10 +81,10 @@ func signedURL(appID, api, key, rawURL string) (string, error) {
 	}
 	h := &Handler{API: api, appID: appID, SignKey: []string{key}}
 	h.setTemplateDefaults()
-	if err := checkQuery(u.RawQuery, h.queryNames); err != nil {
+	query, err := checkQuery(u.RawQuery, h.queryNames)
+	if err != nil {
 		return "", err
 	}
-	query := u.Query()
 	repl := caddy.NewReplacer()
 	repl.Map(func(key string) (any, bool) {
 		name, ok := strings.CutPrefix(key, "http.request.uri.query.")

@@ -66,7 +66,7 @@ func FuzzResolveRequest(f *testing.F) {
 			h.CheckPath = "{http.request.uri.query.cp}"
 		}
 		h.setTemplateDefaults()
-		if err := checkQuery(rawQuery, h.queryNames); err != nil {
+		if _, err := checkQuery(rawQuery, h.queryNames); err != nil {
 			return
 		}
 		r := httptest.NewRequest(http.MethodGet, "/", nil)

@@ -3,6 +3,7 @@ package wxqrcode
 import (
 	"errors"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -87,8 +88,22 @@ func (metricsObserver) Exchange(op, outcome string, d time.Duration) {
 	metrics.upstreamDuration.WithLabelValues(label).Observe(d.Seconds())
 }
 
+// requestCounters keeps the counter of each outcome and status, so that a
+// hit looks up no labels.
+var requestCounters sync.Map // requestLabels -> prometheus.Counter
+
+type requestLabels struct {
+	outcome string
+	status  int
+}
+
 func countRequest(outcome string, status int) {
-	metrics.requests.WithLabelValues(outcome, strconv.Itoa(status)).Inc()
+	key := requestLabels{outcome, status}
+	c, ok := requestCounters.Load(key)
+	if !ok {
+		c, _ = requestCounters.LoadOrStore(key, metrics.requests.WithLabelValues(outcome, strconv.Itoa(status)))
+	}
+	c.(prometheus.Counter).Inc()
 }
 
 // Interface guards

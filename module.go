@@ -143,8 +143,9 @@ type Handler struct {
 	mem      *memoryCache
 	memKey   string
 	// queryNames are the query parameters the templates read, which a
-	// request may give once only.
+	// request may give once only; queryKeys their placeholders.
 	queryNames []string
+	queryKeys  []string
 	tokKey     string
 	client     *wechat.Client
 	cache      *codeCache
@@ -248,6 +249,10 @@ func (h *Handler) setTemplateDefaults() {
 	h.queryNames = queryNames(h.Path, h.Page, h.Scene, h.Width, h.AutoColor, h.LineColor, h.IsHyaline, h.EnvVersion, h.CheckPath)
 	if len(h.SignKey) > 0 {
 		h.queryNames = append(h.queryNames, sigParam)
+	}
+	h.queryKeys = nil
+	for _, name := range h.queryNames {
+		h.queryKeys = append(h.queryKeys, queryPrefix+name)
 	}
 }
 
@@ -457,11 +462,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		h.fail(w, nil, localProblem(http.StatusMethodNotAllowed, codeMethod, "wxqrcode: only GET and HEAD are allowed"))
 		return nil
 	}
-	if err := checkQuery(r.URL.RawQuery, h.queryNames); err != nil {
+	query, err := checkQuery(r.URL.RawQuery, h.queryNames)
+	if err != nil {
 		h.fail(w, nil, err)
 		return nil
 	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	// Caddy's replacer would parse the query again for each placeholder.
+	for i, name := range h.queryNames {
+		repl.Set(h.queryKeys[i], query.Get(name))
+	}
 	cr, err := h.resolveRequest(repl)
 	if err != nil {
 		h.fail(w, cr, err)
@@ -472,7 +482,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		return nil
 	}
 	if len(h.signKeys) > 0 {
-		if err := checkSignature(h.signKeys, cr.canonical, r.URL.Query().Get(sigParam)); err != nil {
+		if err := checkSignature(h.signKeys, cr.canonical, query.Get(sigParam)); err != nil {
 			h.fail(w, cr, err)
 			return nil
 		}

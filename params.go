@@ -63,11 +63,8 @@ func (h *Handler) resolveRequest(repl *caddy.Replacer) (*codeRequest, error) {
 		return nil, err
 	}
 	cr := &codeRequest{api: h.API}
-	v := url.Values{
-		"api":   {h.API},
-		"appid": {h.appID},
-		"width": {strconv.Itoa(lk.width)},
-	}
+	ps := make(params, 0, 10)
+	ps = append(ps, param{"api", h.API}, param{"appid", h.appID}, param{"width", strconv.Itoa(lk.width)})
 	// Each request type validates itself as WeChat would; the client checks
 	// again, as a library must, which costs nothing next to a call.
 	var validate func() error
@@ -83,7 +80,7 @@ func (h *Handler) resolveRequest(repl *caddy.Replacer) (*codeRequest, error) {
 		}
 		cr.subject, validate = req.Path, req.Validate
 		cr.call = func(ctx context.Context, c *wechat.Client) (*wechat.Image, error) { return c.GetWxaCode(ctx, req) }
-		lk.addTo(v)
+		ps = lk.addTo(ps)
 	case apiUnlimited:
 		checkPath, err := parseBool("check_path", get(h.CheckPath), true)
 		if err != nil {
@@ -98,18 +95,15 @@ func (h *Handler) resolveRequest(repl *caddy.Replacer) (*codeRequest, error) {
 		}
 		cr.subject, validate = req.Page, req.Validate
 		cr.call = func(ctx context.Context, c *wechat.Client) (*wechat.Image, error) { return c.GetUnlimited(ctx, req) }
-		lk.addTo(v)
-		v.Set("scene", req.Scene)
-		v.Set("page", req.Page)
-		v.Set("check_path", strconv.FormatBool(checkPath))
+		ps = append(lk.addTo(ps), param{"scene", req.Scene}, param{"page", req.Page}, param{"check_path", strconv.FormatBool(checkPath)})
 	}
 	if err := validate(); err != nil {
 		return nil, err
 	}
 	if cr.api != apiUnlimited {
-		v.Set("path", cr.subject)
+		ps = append(ps, param{"path", cr.subject})
 	}
-	cr.canonical = v.Encode()
+	cr.canonical = ps.encode()
 	return cr, nil
 }
 
@@ -149,7 +143,7 @@ func (lk look) sentEnv() string {
 	return lk.envVersion
 }
 
-func (lk look) addTo(v url.Values) {
+func (lk look) addTo(ps params) params {
 	color := "0,0,0"
 	if lk.lineColor != nil {
 		color = fmt.Sprintf("%d,%d,%d", lk.lineColor.R, lk.lineColor.G, lk.lineColor.B)
@@ -157,10 +151,33 @@ func (lk look) addTo(v url.Values) {
 	if lk.autoColor {
 		color = "auto"
 	}
-	v.Set("auto_color", strconv.FormatBool(lk.autoColor))
-	v.Set("line_color", color)
-	v.Set("is_hyaline", strconv.FormatBool(lk.isHyaline))
-	v.Set("env_version", lk.envVersion)
+	return append(ps,
+		param{"auto_color", strconv.FormatBool(lk.autoColor)},
+		param{"line_color", color},
+		param{"is_hyaline", strconv.FormatBool(lk.isHyaline)},
+		param{"env_version", lk.envVersion})
+}
+
+type param struct{ name, value string }
+
+// params are a request's effective parameters, unordered.
+type params []param
+
+// encode gives the canonical form: sorted by name, URL-encoded as
+// url.Values.Encode does (the README spells it out for signing backends),
+// without building a map on every request.
+func (ps params) encode() string {
+	slices.SortFunc(ps, func(a, b param) int { return strings.Compare(a.name, b.name) })
+	var b strings.Builder
+	for i, p := range ps {
+		if i > 0 {
+			b.WriteByte('&')
+		}
+		b.WriteString(url.QueryEscape(p.name))
+		b.WriteByte('=')
+		b.WriteString(url.QueryEscape(p.value))
+	}
+	return b.String()
 }
 
 // invalidArg is a local error with WeChat's code for invalid arguments.
@@ -250,6 +267,9 @@ func globMatch(pattern, s string) bool {
 	return strings.HasSuffix(s, last)
 }
 
+// queryPrefix starts the placeholders of query parameters.
+const queryPrefix = "http.request.uri.query."
+
 // queryPlaceholder finds the query parameters a template reads.
 var queryPlaceholder = regexp.MustCompile(`\{http\.request\.uri\.query\.([^}]+)\}`)
 
@@ -268,16 +288,17 @@ func queryNames(templates ...string) []string {
 
 // checkQuery refuses a query string that does not parse, or that gives a
 // parameter the handler reads more than once: Caddy would take the first,
-// a proxy or a signing backend perhaps the last.
-func checkQuery(raw string, names []string) error {
+// a proxy or a signing backend perhaps the last. It returns the parsed
+// query.
+func checkQuery(raw string, names []string) (url.Values, error) {
 	q, err := url.ParseQuery(raw)
 	if err != nil {
-		return invalidArg("the query string is malformed")
+		return nil, invalidArg("the query string is malformed")
 	}
 	for _, n := range names {
 		if len(q[n]) > 1 {
-			return invalidArg("%s is given more than once", n)
+			return nil, invalidArg("%s is given more than once", n)
 		}
 	}
-	return nil
+	return q, nil
 }
