@@ -17,7 +17,7 @@ import (
 // two instances of a cluster behind a load balancer.
 func TestTwoInstancesOneStorage(t *testing.T) {
 	fake := newFake(t)
-	fake.SetTokenTTL(4 * time.Second)
+	fake.SetTokenTTL(6 * time.Second)
 	dir := t.TempDir()
 	shared := filepath.Join(dir, "shared")
 	var sites []*site
@@ -70,7 +70,7 @@ func TestTwoInstancesOneStorage(t *testing.T) {
 		t.Fatalf("%d token calls before the token nears expiry, want 1", n)
 	}
 	// ...and once it has expired, one instance fetches the next for both.
-	time.Sleep(4200 * time.Millisecond)
+	time.Sleep(6200 * time.Millisecond)
 	for i := range 6 {
 		resp, body := sites[i%2].get(fmt.Sprintf("/qr?path=pages/later/%d", i))
 		assertImage(t, resp, body, "image/jpeg", 430)
