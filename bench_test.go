@@ -42,7 +42,11 @@ func benchHandler(b *testing.B, memory bool) (*Handler, *http.Request) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := h.cache.store(context.Background(), cacheKey(cr.canonical), cr.canonical, &wechat.Image{Data: benchImage}); err != nil {
+	e, err := prepare(&wechat.Image{Data: benchImage})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := h.cache.store(context.Background(), cacheKey(cr.canonical), cr.canonical, e); err != nil {
 		b.Fatal(err)
 	}
 	return h, r

@@ -29,6 +29,7 @@ type entry struct {
 	contentType  string
 	etag         string
 	stored       time.Time
+	sha256       string
 	lastModified string
 	length       string
 }
@@ -89,34 +90,37 @@ func newEntry(data []byte, contentType string, sum [sha256.Size]byte, stored tim
 		contentType:  contentType,
 		etag:         `"` + hex.EncodeToString(sum[:16]) + `"`,
 		stored:       stored,
+		sha256:       hex.EncodeToString(sum[:]),
 		lastModified: stored.UTC().Format(http.TimeFormat),
 		length:       strconv.Itoa(len(data)),
 	}
 }
 
-// store writes img under key and returns it as an entry. It refuses
-// anything that is not a whole image.
-func (c *codeCache) store(ctx context.Context, key, canonical string, img *wechat.Image) (*entry, error) {
+// prepare checks that img is a whole image and makes it an entry stored
+// now; it refuses anything else, so nothing else is ever cached.
+func prepare(img *wechat.Image) (*entry, error) {
 	ct := wechat.ImageType(img.Data)
 	if ct == "" {
 		return nil, fmt.Errorf("refusing to cache a reply that is not a whole image")
 	}
-	sum := sha256.Sum256(img.Data)
-	stored := time.Now().UTC().Truncate(time.Second)
+	return newEntry(img.Data, ct, sha256.Sum256(img.Data), time.Now().UTC().Truncate(time.Second)), nil
+}
+
+// store writes e under key.
+func (c *codeCache) store(ctx context.Context, key, canonical string, e *entry) error {
 	head, err := json.Marshal(entryMeta{
-		ContentType: ct,
-		SHA256:      hex.EncodeToString(sum[:]),
-		Size:        len(img.Data),
-		Stored:      stored,
+		ContentType: e.contentType,
+		SHA256:      e.sha256,
+		Size:        len(e.data),
+		Stored:      e.stored,
 		Request:     canonical,
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	e := newEntry(img.Data, ct, sum, stored)
-	value := make([]byte, 0, len(head)+1+len(img.Data))
-	value = append(append(append(value, head...), '\n'), img.Data...)
-	return e, c.storage.Store(ctx, storageKey(key), value)
+	value := make([]byte, 0, len(head)+1+len(e.data))
+	value = append(append(append(value, head...), '\n'), e.data...)
+	return c.storage.Store(ctx, storageKey(key), value)
 }
 
 // DefaultMemoryCache is the default bound of the memory cache, in bytes.

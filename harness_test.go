@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -53,7 +54,11 @@ func TestMain(m *testing.M) {
 			code = 1
 		}
 	}
-	os.RemoveAll(logDir)
+	if os.Getenv("WXQRCODE_KEEP_LOGS") == "" {
+		os.RemoveAll(logDir)
+	} else {
+		fmt.Println("logs kept in", logDir)
+	}
 	os.Exit(code)
 }
 
@@ -218,13 +223,17 @@ func (s *site) get(path string, header ...string) (*http.Response, []byte) {
 	return s.do(http.MethodGet, path, header...)
 }
 
+// entryName is the name of a cache entry; a storage may keep other files
+// for a moment, such as those of an atomic write.
+var entryName = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
 // cachedFiles lists the cache entries in the storage at dir.
 func cachedFiles(t *testing.T, dir string) []string {
 	t.Helper()
 	var files []string
 	root := filepath.Join(dir, "wxqrcode", "codes")
 	err := filepath.WalkDir(root, func(path string, d os.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
+		if err == nil && !d.IsDir() && entryName.MatchString(d.Name()) {
 			files = append(files, path)
 		}
 		if os.IsNotExist(err) {
@@ -236,6 +245,19 @@ func cachedFiles(t *testing.T, dir string) []string {
 		t.Fatal(err)
 	}
 	return files
+}
+
+// waitCached waits for n entries in the storage at dir: a fetched code is
+// stored just after its answer.
+func waitCached(t *testing.T, dir string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for len(cachedFiles(t, dir)) != n && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := len(cachedFiles(t, dir)); got != n {
+		t.Fatalf("%d cache entries, want %d", got, n)
+	}
 }
 
 var (

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2"
+
 	"github.com/wxqrcode/caddy-wxqrcode/wechat/wechattest"
 )
 
@@ -77,6 +79,10 @@ func TestHostileInput(t *testing.T) {
 	for _, uri := range []string{"/u?scene=../../etc", "/u?scene=%2F..%2F..%2Fx", "/qr?path=pages/a/a%3Fnext%3D..%2F..%2F"} {
 		resp, body := s.get(uri)
 		assertImage(t, resp, body, "image/jpeg", 430)
+	}
+	// Stopping Caddy waits for what is stored after the answers.
+	if err := caddy.Stop(); err != nil {
+		t.Fatal(err)
 	}
 	assertStorageLayout(t, s.dir)
 }

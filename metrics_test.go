@@ -42,8 +42,9 @@ func TestMetrics(t *testing.T) {
 		wxBlock(fake, "/wxa", "api wxacode\nallow *"))
 	before, _ := scrape(t, s)
 
-	s.get("/qr?path=m1")   // miss
-	s.get("/qr?path=m1")   // memory hit
+	s.get("/qr?path=m1") // miss
+	s.get("/qr?path=m1") // memory hit
+	waitCached(t, s.dir, 1)
 	s.get("/cold?path=m1") // storage hit: same code, no memory cache
 	s.get("/qr?path=")     // rejected locally
 	s.get("/wxa?path=m2")  // miss with Num-Used

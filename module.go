@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -142,6 +143,8 @@ type Handler struct {
 	quota    *quota
 	mem      *memoryCache
 	memKey   string
+	// pending counts the codes being stored after their answer.
+	pending *sync.WaitGroup
 	// queryNames are the query parameters the templates read, which a
 	// request may give once only; queryKeys their placeholders.
 	queryNames []string
@@ -205,6 +208,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.cache = &codeCache{storage: storage}
+	h.pending = new(sync.WaitGroup)
 	if err := h.openMemoryCache(ctx); err != nil {
 		return err
 	}
@@ -441,8 +445,12 @@ func checkValue(name, value string) error {
 	return nil
 }
 
-// Cleanup releases the pooled token source and memory cache.
+// Cleanup finishes storing fetched codes, then releases the pooled token
+// source and memory cache.
 func (h *Handler) Cleanup() error {
+	if h.pending != nil {
+		h.pending.Wait()
+	}
 	var errs []error
 	if h.tokKey != "" {
 		_, err := tokenPool.Delete(h.tokKey)
@@ -568,50 +576,51 @@ func (h *Handler) remember(cr *codeRequest, e *entry) {
 
 // fetch asks WeChat for the code and caches it. The storage's lock for the
 // key makes instances sharing the storage call once between them: whoever
-// waited for the lock finds the code cached. A storage that fails to lock
-// or write costs the cache, not the answer.
+// waited for the lock finds the code cached. The answer does not wait for
+// the storage: the image is stored, counted and the lock released after
+// it, still before another instance can take the lock. A storage that
+// fails to lock or write costs the cache, not the answer.
 func (h *Handler) fetch(ctx context.Context, cr *codeRequest) (*entry, error) {
 	lock := cachePrefix + "lock/" + cr.key
 	lctx, cancel := context.WithTimeout(ctx, h.timeout)
 	err := h.cache.storage.Lock(lctx, lock)
 	cancel()
-	if err != nil {
-		h.logger.Warn("locking cache entry; fetching without the lock", zap.String("key", cr.key), zap.Error(err))
-	} else {
-		defer func() {
-			if err := h.cache.storage.Unlock(context.WithoutCancel(ctx), lock); err != nil {
-				h.logger.Warn("unlocking cache entry", zap.String("key", cr.key), zap.Error(err))
-			}
-		}()
-		if e, err := h.cache.load(ctx, cr.key); err == nil && e != nil {
-			return e, nil // cached while this one waited for the lock
+	locked := err == nil
+	unlock := func() {
+		if !locked {
+			return
 		}
+		if err := h.cache.storage.Unlock(context.WithoutCancel(ctx), lock); err != nil {
+			h.logger.Warn("unlocking cache entry", zap.String("key", cr.key), zap.Error(err))
+		}
+	}
+	if !locked {
+		h.logger.Warn("locking cache entry; fetching without the lock", zap.String("key", cr.key), zap.Error(err))
+	} else if e, err := h.cache.load(ctx, cr.key); err == nil && e != nil {
+		unlock()
+		return e, nil // cached while this one waited for the lock
 	}
 
 	start := time.Now()
 	if err := h.quota.reserve(ctx); err != nil {
+		unlock()
 		return nil, err
 	}
 	cctx, cancel := context.WithTimeout(ctx, h.timeout)
 	img, err := cr.call(cctx, h.client)
 	cancel()
+	var e *entry
+	if err == nil {
+		e, err = prepare(img)
+	}
 	if err != nil {
 		h.quota.release(ctx, start)
+		unlock()
 		return nil, err
 	}
-	h.quota.noteNumUsed(ctx, img.NumUsed)
 	metrics.codesGenerated.WithLabelValues(cr.api).Inc()
 	if img.NumUsed >= 0 {
 		metrics.numUsed.WithLabelValues(h.appID).Set(float64(img.NumUsed))
-	}
-	sctx, cancel := context.WithTimeout(ctx, h.timeout)
-	e, err := h.cache.store(sctx, cr.key, cr.canonical, img)
-	cancel()
-	if e == nil {
-		return nil, err
-	}
-	if err != nil {
-		h.logger.Error("storing code", zap.String("key", cr.key), zap.Error(err))
 	}
 	h.logger.Info("fetched code",
 		zap.String("api", cr.api),
@@ -620,6 +629,18 @@ func (h *Handler) fetch(ctx context.Context, cr *codeRequest) (*entry, error) {
 		zap.String("content_type", e.contentType),
 		zap.Int("num_used", img.NumUsed),
 		zap.Duration("duration", time.Since(start)))
+
+	h.pending.Add(1)
+	go func() {
+		defer h.pending.Done()
+		defer unlock()
+		sctx, cancel := context.WithTimeout(ctx, h.timeout)
+		defer cancel()
+		if err := h.cache.store(sctx, cr.key, cr.canonical, e); err != nil {
+			h.logger.Error("storing code", zap.String("key", cr.key), zap.Error(err))
+		}
+		h.quota.commit(sctx, img.NumUsed)
+	}()
 	return e, nil
 }
 

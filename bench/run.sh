@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Benchmarks caddy-wxqrcode in one run on this machine, on loopback only:
+#   1. cached hits of wxqrcode against Caddy's respond (a body of the same
+#      size) and file_server (the same image), with wrk, as ratios;
+#   2. the latency a miss adds to the upstream's own (the fake WeChat, set
+#      to take 20 ms a call), as medians;
+#   3. Caddy's resident memory before and after 10,000 distinct codes, with
+#      memory_cache at MEMCACHE.
+# Settings (environment): DURATION (5s), ROUNDS (3), CONNS (50),
+# MISSES (50), CODES (10000), MEMCACHE (16MiB).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-5s}
+ROUNDS=${ROUNDS:-3}
+CONNS=${CONNS:-50}
+MISSES=${MISSES:-50}
+CODES=${CODES:-10000}
+MEMCACHE=${MEMCACHE:-16MiB}
+
+if ! command -v wrk >/dev/null; then
+	apt-get update -qq && apt-get install -y -qq wrk >/dev/null
+fi
+for tool in curl python3; do
+	command -v "$tool" >/dev/null || { echo "bench: $tool is needed" >&2; exit 1; }
+done
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "building..."
+go build -o "$work/caddy" ./cmd/caddy
+go build -o "$work/fakewechat" ./bench/fakewechat
+
+export WX_APPID=wxbe4c400000000000
+export WX_SECRET=bench-secret-0123456789abcdef
+"$work/fakewechat" -appid "$WX_APPID" -secret "$WX_SECRET" -delay 20ms >"$work/fake.url" 2>"$work/fake.log" &
+pids+=($!)
+for _ in $(seq 100); do [ -s "$work/fake.url" ] && break; sleep 0.05; done
+export WX_API_BASE=$(cat "$work/fake.url")
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+PORT=$(free_port)
+BASE="http://127.0.0.1:$PORT"
+mkdir -p "$work/www"
+
+# start_caddy <memory_cache> <storage dir>: runs Caddy on the bench site.
+start_caddy() {
+	cat >"$work/Caddyfile" <<EOF
+{
+	admin off
+	persist_config off
+	storage file_system $2
+}
+http://127.0.0.1:$PORT {
+	bind 127.0.0.1
+	wxqrcode /qr {
+		appid {env.WX_APPID}
+		secret {env.WX_SECRET}
+		api_base {env.WX_API_BASE}
+		allow *
+		memory_cache $1
+	}
+	handle /static/* {
+		root * $work/www
+		uri strip_prefix /static
+		file_server
+	}
+	respond /respond "{\$BODY}" 200
+}
+EOF
+	BODY="${BODY:-}" "$work/caddy" run --config "$work/Caddyfile" >"$work/caddy.log" 2>&1 &
+	CADDY_PID=$!
+	pids+=("$CADDY_PID")
+	for _ in $(seq 200); do curl -s -o /dev/null "$BASE/respond" && return; sleep 0.05; done
+	echo "bench: caddy did not start" >&2; cat "$work/caddy.log" >&2; exit 1
+}
+stop_caddy() { kill "$CADDY_PID"; wait "$CADDY_PID" 2>/dev/null || true; }
+
+# The image, fetched once through the module, is what file_server serves;
+# respond sends a body of the same size.
+start_caddy 64MiB "$work/data"
+curl -sf -o "$work/www/code.jpg" "$BASE/qr?path=pages/bench/bench"
+stop_caddy
+SIZE=$(stat -c %s "$work/www/code.jpg")
+export BODY=$(head -c "$SIZE" /dev/zero | tr '\0' x)
+start_caddy 64MiB "$work/data"
+curl -sf -o /dev/null "$BASE/qr?path=pages/bench/bench" # into memory
+
+rps() { wrk -t2 -c"$CONNS" -d"$DURATION" "$1" | awk '/^Requests\/sec/ {print $2}'; }
+median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+
+echo "hits: $ROUNDS rounds of $DURATION each, $CONNS connections, a $SIZE-byte image"
+: >"$work/hit" ; : >"$work/file" ; : >"$work/respond"
+for r in $(seq "$ROUNDS"); do
+	rps "$BASE/qr?path=pages/bench/bench" >>"$work/hit"
+	rps "$BASE/static/code.jpg" >>"$work/file"
+	rps "$BASE/respond" >>"$work/respond"
+done
+HIT=$(median <"$work/hit"); FILE=$(median <"$work/file"); RESP=$(median <"$work/respond")
+printf '  wxqrcode hit  %10.0f req/s  (rounds: %s)\n' "$HIT" "$(paste -sd' ' "$work/hit")"
+printf '  file_server   %10.0f req/s  (rounds: %s)\n' "$FILE" "$(paste -sd' ' "$work/file")"
+printf '  respond       %10.0f req/s  (rounds: %s)\n' "$RESP" "$(paste -sd' ' "$work/respond")"
+python3 -c "print('  ratio hit/respond     %.2f (goal >= 0.90)' % ($HIT/$RESP)); print('  ratio hit/file_server %.2f (goal >= 1.20)' % ($HIT/$FILE))"
+
+echo "misses: $MISSES new codes through Caddy against $MISSES direct calls to the fake"
+TOKEN=$(curl -s -X POST -d "{\"grant_type\":\"client_credential\",\"appid\":\"$WX_APPID\",\"secret\":\"$WX_SECRET\",\"force_refresh\":false}" \
+	"$WX_API_BASE/cgi-bin/stable_token" | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+: >"$work/direct"; : >"$work/miss"
+for i in $(seq "$MISSES"); do
+	curl -s -o /dev/null -w '%{time_total}\n' -X POST -d "{\"path\":\"pages/direct/$i\",\"width\":430}" \
+		"$WX_API_BASE/cgi-bin/wxaapp/createwxaqrcode?access_token=$TOKEN" >>"$work/direct"
+	curl -s -o /dev/null -w '%{time_total}\n' "$BASE/qr?path=pages/miss/$i" >>"$work/miss"
+done
+unset TOKEN
+DIRECT=$(median <"$work/direct"); MISS=$(median <"$work/miss")
+python3 -c "print('  upstream alone %.2f ms, miss through Caddy %.2f ms: the module adds %.2f ms (goal < 2)' % ($DIRECT*1e3, $MISS*1e3, ($MISS-$DIRECT)*1e3))"
+
+echo "memory: $CODES distinct codes with memory_cache $MEMCACHE"
+stop_caddy
+start_caddy "$MEMCACHE" "$work/memdata"
+rss() { awk '/^VmRSS/ {print $2}' "/proc/$CADDY_PID/status"; }
+curl -sf -o /dev/null "$BASE/qr?path=pages/warm/warm&width=280"
+BEFORE=$(rss)
+seq "$CODES" | xargs -P 16 -I{} curl -s -o /dev/null "$BASE/qr?path=pages/mem/{}&width=280"
+# Hits on every code, so that the memory cache is full of them.
+seq "$CODES" | xargs -P 16 -I{} curl -s -o /dev/null "$BASE/qr?path=pages/mem/{}&width=280"
+AFTER=$(rss)
+STORED=$(du -sk "$work/memdata/wxqrcode/codes" | cut -f1)
+python3 -c "
+before, after, stored = $BEFORE, $AFTER, $STORED
+limit = '$MEMCACHE'
+print('  resident %.1f MiB before, %.1f MiB after: %+.1f MiB; the codes take %.1f MiB in the storage; memory_cache %s' %
+      (before/1024, after/1024, (after-before)/1024, stored/1024, limit))"
