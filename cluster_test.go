@@ -2,13 +2,18 @@ package wxqrcode_test
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/caddyserver/certmagic"
 
 	"github.com/wxqrcode/caddy-wxqrcode/wechat/wechattest"
 )
@@ -80,5 +85,32 @@ func TestTwoInstancesOneStorage(t *testing.T) {
 	}
 	if n := fake.CodeCalls(); n != 13 {
 		t.Errorf("%d code calls, want 13", n)
+	}
+}
+
+// A lock left by a crashed instance does not block its code for ever: the
+// file_system storage takes a lock not refreshed for 10 s as stale.
+func TestStaleLockOfCrashedInstance(t *testing.T) {
+	fake := newFake(t)
+	s := startSite(t, fake, "", qrBlock(fake, "allow *"))
+	canonical := url.Values{"api": {"qrcode"}, "appid": {testAppID}, "path": {"pages/crashed"}, "width": {"430"}}.Encode()
+	sum := sha256.Sum256([]byte(canonical))
+	lock := certmagic.StorageKeys.Safe("wxqrcode/codes/lock/" + hex.EncodeToString(sum[:]))
+	lockFile := filepath.Join(s.dir, "locks", lock+".lock")
+	if err := os.MkdirAll(filepath.Dir(lockFile), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-time.Minute).UTC().Format(time.RFC3339Nano)
+	if err := os.WriteFile(lockFile, []byte(`{"created":"`+old+`","updated":"`+old+`"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	resp, body := s.get("/qr?path=pages/crashed")
+	assertImage(t, resp, body, "image/jpeg", 430)
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("a stale lock held the code for %v", d)
+	}
+	if n := fake.CodeCalls(); n != 1 {
+		t.Errorf("%d code calls, want 1", n)
 	}
 }
