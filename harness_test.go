@@ -223,6 +223,20 @@ func (s *site) get(path string, header ...string) (*http.Response, []byte) {
 	return s.do(http.MethodGet, path, header...)
 }
 
+// getOK asks until the answer is 200, for up to 5 s: after a token
+// endpoint fails, the module waits a moment before asking it again.
+func (s *site) getOK(path string) (*http.Response, []byte) {
+	s.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, body := s.get(path)
+		if resp.StatusCode == http.StatusOK || time.Now().After(deadline) {
+			return resp, body
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // entryName is the name of a cache entry; a storage may keep other files
 // for a moment, such as those of an atomic write.
 var entryName = regexp.MustCompile(`^[0-9a-f]{64}$`)

@@ -50,7 +50,7 @@ func TestMetrics(t *testing.T) {
 	s.get("/wxa?path=m2")  // miss with Num-Used
 	fake.Inject(wechattest.PathQRCode, wechattest.Fault{ErrCode: 45009}, 1)
 	s.get("/qr?path=m3") // WeChat refuses
-	fake.Inject(wechattest.PathQRCode, wechattest.Fault{Reset: true}, 1)
+	fake.Inject(wechattest.PathQRCode, wechattest.Fault{Reset: true}, 3)
 	s.get("/qr?path=m4") // network error
 
 	after, text := scrape(t, s)
@@ -64,8 +64,8 @@ func TestMetrics(t *testing.T) {
 		`caddy_wxqrcode_upstream_calls_total{api="qrcode",errcode="0"}`:       1,
 		`caddy_wxqrcode_upstream_calls_total{api="wxacode",errcode="0"}`:      1,
 		`caddy_wxqrcode_upstream_calls_total{api="qrcode",errcode="45009"}`:   1,
-		`caddy_wxqrcode_upstream_calls_total{api="qrcode",errcode="network"}`: 1,
-		`caddy_wxqrcode_upstream_duration_seconds_count{api="qrcode"}`:        3,
+		`caddy_wxqrcode_upstream_calls_total{api="qrcode",errcode="network"}`: 3, // retried twice
+		`caddy_wxqrcode_upstream_duration_seconds_count{api="qrcode"}`:        5,
 		`caddy_wxqrcode_token_fetches_total{endpoint="stable",errcode="0"}`:   1,
 		`caddy_wxqrcode_codes_generated_total{api="qrcode"}`:                  1,
 		`caddy_wxqrcode_codes_generated_total{api="wxacode"}`:                 1,

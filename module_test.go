@@ -308,7 +308,7 @@ func TestStatusTable(t *testing.T) {
 				t.Fatalf("%d cache entries after a failure", n)
 			}
 			fake.ClearFaults()
-			resp, body = s.get(uri)
+			resp, body = s.getOK(uri)
 			assertImage(t, resp, body, "image/jpeg", 430)
 			waitCached(t, s.dir, 1)
 			os.RemoveAll(filepath.Join(s.dir, "wxqrcode"))
@@ -566,7 +566,7 @@ func TestTokenFaultsLeakNothing(t *testing.T) {
 			fmt.Fprintf(&seen, "%s %v\n", body, resp.Header)
 		}
 		fake.ClearFaults()
-		if resp, _ := s.get("/qr?path=ok"); resp.StatusCode != 200 {
+		if resp, _ := s.getOK("/qr?path=ok"); resp.StatusCode != 200 {
 			t.Fatalf("%s: status %d after the faults cleared", mode, resp.StatusCode)
 		}
 		for _, secret := range append(fake.Tokens(), testSecret) {

@@ -10,6 +10,7 @@ package wechat
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -37,8 +38,8 @@ const (
 // Defaults for a Client's zero fields.
 const (
 	DefaultMaxReplySize = 4 << 20
-	DefaultBusyRetries  = 2
-	DefaultBusyBackoff  = 200 * time.Millisecond
+	DefaultRetries      = 2
+	DefaultBackoff      = 200 * time.Millisecond
 )
 
 // Client calls the code APIs for one app.
@@ -56,12 +57,14 @@ type Client struct {
 	Tokens TokenSource
 	// MaxReplySize caps a reply's bytes; 0 means DefaultMaxReplySize.
 	MaxReplySize int64
-	// BusyRetries is how often a call answered with -1 (busy) is retried;
-	// 0 means DefaultBusyRetries, negative means never.
-	BusyRetries int
-	// BusyBackoff is the first wait before such a retry, doubled each time;
-	// 0 means DefaultBusyBackoff.
-	BusyBackoff time.Duration
+	// Retries is how often a call that failed for a passing reason (WeChat
+	// busy, -1; the connection failing; a 5xx from a proxy) is retried,
+	// within the context's deadline; 0 means DefaultRetries, negative
+	// means never.
+	Retries int
+	// Backoff is the first wait before a retry, doubled each time; 0 means
+	// DefaultBackoff.
+	Backoff time.Duration
 	// Observer, if set, is told of every call to a code API.
 	Observer Observer
 }
@@ -107,30 +110,26 @@ func (c *Client) call(ctx context.Context, op, path string, req any) (*Image, er
 		return nil, err
 	}
 	refreshed := false
-	busy := 0
-	backoff := c.BusyBackoff
-	if backoff <= 0 {
-		backoff = DefaultBusyBackoff
-	}
+	tries := 0
+	backoff := cmp.Or(c.Backoff, DefaultBackoff)
 	for {
 		img, tok, err := c.callOnce(ctx, op, path, body)
 		var werr *Error
 		switch {
 		case err == nil:
 			return img, nil
-		case !errors.As(err, &werr):
+		case tok == "":
+			// No token: the token source failed, and backs off itself.
 			return nil, err
-		case IsTokenError(werr.Code) && !refreshed && tok != "":
-			// A code API refused the token; a token endpoint's own error
-			// (tok is empty then) is no reason to ask it again.
+		case errors.As(err, &werr) && IsTokenError(werr.Code) && !refreshed:
 			inv, ok := c.Tokens.(Invalidator)
 			if !ok {
 				return nil, err
 			}
 			inv.Invalidate(tok)
 			refreshed = true
-		case werr.Code == CodeBusy && busy < c.busyRetries():
-			busy++
+		case transient(err) && tries < c.retries():
+			tries++
 			if sleepCtx(ctx, backoff) != nil {
 				return nil, err
 			}
@@ -141,14 +140,32 @@ func (c *Client) call(ctx context.Context, op, path string, req any) (*Image, er
 	}
 }
 
-func (c *Client) busyRetries() int {
+func (c *Client) retries() int {
 	switch {
-	case c.BusyRetries < 0:
+	case c.Retries < 0:
 		return 0
-	case c.BusyRetries == 0:
-		return DefaultBusyRetries
+	case c.Retries == 0:
+		return DefaultRetries
 	}
-	return c.BusyRetries
+	return c.Retries
+}
+
+// transient reports whether a call's error may pass: WeChat busy, the
+// connection failing, or a 5xx from a proxy in front of WeChat. Asking
+// again for a code is safe: it is the same code.
+func transient(err error) bool {
+	var werr *Error
+	var serr *StatusError
+	switch {
+	case errors.As(err, &werr):
+		return werr.Code == CodeBusy
+	case errors.As(err, &serr):
+		return serr.StatusCode >= 500
+	case errors.Is(err, ErrBadReply), errors.Is(err, ErrReplyTooLarge),
+		errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return false
+	}
+	return true
 }
 
 // callOnce makes one call and returns the token it used.

@@ -31,7 +31,7 @@ func newClient(t *testing.T) (*wechattest.Server, *wechat.Client) {
 	fake := wechattest.NewServer(testAppID, testSecret)
 	t.Cleanup(fake.Close)
 	src := &wechat.StableTokenSource{BaseURL: fake.URL, AppID: testAppID, Secret: testSecret}
-	return fake, &wechat.Client{BaseURL: fake.URL, Tokens: wechat.NewReuseTokenSource(src), BusyBackoff: time.Millisecond}
+	return fake, &wechat.Client{BaseURL: fake.URL, Tokens: wechat.NewReuseTokenSource(src), Backoff: time.Millisecond}
 }
 
 func qr(path string) *wechat.QRCodeRequest { return &wechat.QRCodeRequest{Path: path} }
@@ -354,8 +354,8 @@ func TestBusyRetried(t *testing.T) {
 	if _, err := c.CreateQRCode(context.Background(), qr("a")); err == nil {
 		t.Fatal("want an error while WeChat stays busy")
 	}
-	if n := fake.CodeCalls(); n != 1+wechat.DefaultBusyRetries {
-		t.Errorf("%d code calls, want %d", n, 1+wechat.DefaultBusyRetries)
+	if n := fake.CodeCalls(); n != 1+wechat.DefaultRetries {
+		t.Errorf("%d code calls, want %d", n, 1+wechat.DefaultRetries)
 	}
 }
 
@@ -521,5 +521,58 @@ func TestClientWithoutTokens(t *testing.T) {
 	c := &wechat.Client{BaseURL: "http://127.0.0.1:1"}
 	if _, err := c.CreateQRCode(context.Background(), qr("a")); err == nil {
 		t.Fatal("want an error, not a panic")
+	}
+}
+
+// Passing faults are retried within the deadline: a reset connection and
+// a proxy's 503 page, as well as WeChat's -1.
+func TestTransientFaultsRetried(t *testing.T) {
+	for _, f := range []wechattest.Fault{{Reset: true}, {Status: 503, Body: []byte("<html>busy</html>")}, {Truncate: true}} {
+		fake, c := newClient(t)
+		fake.Inject(wechattest.PathQRCode, f, 2)
+		if _, err := c.CreateQRCode(context.Background(), qr("a")); err != nil {
+			t.Fatalf("%+v: want success on the third try, got %v", f, err)
+		}
+		if n := fake.CodeCalls(); n != 3 {
+			t.Errorf("%+v: %d code calls, want 3", f, n)
+		}
+	}
+	// Faults that will not pass are not retried.
+	for _, f := range []wechattest.Fault{{Garbage: true}, {ErrCode: 40159}, {Status: 404}} {
+		fake, c := newClient(t)
+		fake.Inject(wechattest.PathQRCode, f, 0)
+		if _, err := c.CreateQRCode(context.Background(), qr("a")); err == nil {
+			t.Fatalf("%+v: want an error", f)
+		}
+		if n := fake.CodeCalls(); n != 1 {
+			t.Errorf("%+v: %d code calls, want 1", f, n)
+		}
+	}
+}
+
+// A failing token endpoint is asked a handful of times by a stream of
+// callers, and again once its backoff has passed.
+func TestTokenFailuresBackedOff(t *testing.T) {
+	fake := wechattest.NewServer(testAppID, testSecret)
+	defer fake.Close()
+	fake.Inject(wechattest.PathStableToken, wechattest.Fault{Status: 502}, 0)
+	src := wechat.NewReuseTokenSource(&wechat.StableTokenSource{BaseURL: fake.URL, AppID: testAppID, Secret: testSecret})
+	ctx := context.Background()
+	deadline := time.Now().Add(time.Second)
+	calls := 0
+	for time.Now().Before(deadline) {
+		if _, err := src.Token(ctx); err == nil {
+			t.Fatal("want an error while the endpoint fails")
+		}
+		calls++
+		time.Sleep(time.Millisecond)
+	}
+	if n := fake.TokenCalls(); n > 4 {
+		t.Errorf("%d token calls for %d callers in a second, want a handful", n, calls)
+	}
+	fake.ClearFaults()
+	time.Sleep(2 * time.Second) // past the longest wait so far
+	if _, err := src.Token(ctx); err != nil {
+		t.Fatalf("want a token once the endpoint recovers, got %v", err)
 	}
 }

@@ -151,6 +151,11 @@ type ReuseTokenSource struct {
 	refreshAt time.Time
 	dropped   string    // the token most recently invalidated
 	forcedAt  time.Time // the last forced refresh
+	// After a failed refresh, callers get its error until retryAt, so
+	// that a failing endpoint sees a handful of requests, not one each.
+	lastErr  error
+	retryAt  time.Time
+	failWait time.Duration
 }
 
 // NewReuseTokenSource wraps src so that its tokens are reused.
@@ -165,13 +170,29 @@ const maxEarlyRefresh = 5 * time.Minute
 // minForceInterval is WeChat's spacing for forced stable token refreshes.
 const minForceInterval = 30 * time.Second
 
+// The backoff after failed refreshes: the first wait, doubled up to the
+// last.
+const (
+	minFailWait = 250 * time.Millisecond
+	maxFailWait = 30 * time.Second
+)
+
 // Token returns the cached token, or waits for the one refresh in flight.
 func (r *ReuseTokenSource) Token(ctx context.Context) (*Token, error) {
 	r.mu.Lock()
-	if r.tok != nil && time.Now().Before(r.refreshAt) {
+	now := time.Now()
+	if r.tok != nil && now.Before(r.refreshAt) {
 		tok := r.tok
 		r.mu.Unlock()
 		return tok, nil
+	}
+	if now.Before(r.retryAt) {
+		tok, err := r.tok, r.lastErr
+		r.mu.Unlock()
+		if tok != nil && now.Before(tok.Expiry) {
+			return tok, nil
+		}
+		return nil, err
 	}
 	r.mu.Unlock()
 
@@ -203,6 +224,11 @@ func (r *ReuseTokenSource) refresh(ctx context.Context) (*Token, error) {
 
 	tok, err := r.src.Token(ctx)
 	if err != nil {
+		r.mu.Lock()
+		r.failWait = min(max(2*r.failWait, minFailWait), maxFailWait)
+		r.retryAt = time.Now().Add(r.failWait)
+		r.lastErr = err
+		r.mu.Unlock()
 		// Refreshing early leaves time: a token not yet expired still works.
 		if old != nil && time.Now().Before(old.Expiry) {
 			return old, nil
@@ -230,6 +256,7 @@ func (r *ReuseTokenSource) refresh(ctx context.Context) (*Token, error) {
 	r.tok = tok
 	r.refreshAt = tok.Expiry.Add(-early)
 	r.dropped = ""
+	r.failWait, r.retryAt, r.lastErr = 0, time.Time{}, nil
 	r.mu.Unlock()
 	return tok, nil
 }
