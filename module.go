@@ -145,6 +145,7 @@ type Handler struct {
 	memKey   string
 	// pending counts the codes being stored after their answer.
 	pending *sync.WaitGroup
+	faults  *faultLog
 	// queryNames are the query parameters the templates read, which a
 	// request may give once only; queryKeys their placeholders.
 	queryNames []string
@@ -183,6 +184,7 @@ func (pooledTokens) Destruct() error { return nil }
 // Provision resolves the credentials, sets defaults and opens the storage.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
+	h.faults = newFaultLog(h.logger)
 	repl := caddy.NewReplacer()
 	h.appID = repl.ReplaceAll(h.AppID, "")
 	h.secret = repl.ReplaceAll(h.Secret, "")
@@ -219,7 +221,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.API == apiUnlimited {
 		group = groupUnlimited
 	}
-	h.quota = &quota{storage: storage, appID: h.appID, group: group, caps: h.Caps, logger: h.logger}
+	h.quota = &quota{storage: storage, appID: h.appID, group: group, caps: h.Caps, logger: h.logger, faults: h.faults}
 
 	// No redirects: one would carry the token in the Referer, and a 307
 	// the secret in the body, to another host.
@@ -230,7 +232,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	} else {
 		src = &wechat.StableTokenSource{BaseURL: h.apiBase, AppID: h.appID, Secret: h.secret, HTTPClient: hc, Observer: metricsObserver{}}
 	}
-	shared := &sharedTokens{storage: storage, key: "wxqrcode/tokens/" + h.appID + "/" + h.Token + ".json", src: src, logger: h.logger}
+	shared := &sharedTokens{storage: storage, key: "wxqrcode/tokens/" + h.appID + "/" + h.Token + ".json", src: src, faults: h.faults}
 	secretSum := sha256.Sum256([]byte(h.secret))
 	h.tokKey = strings.Join([]string{h.apiBase, h.appID, h.Token, hex.EncodeToString(secretSum[:]), h.storageID(ctx)}, "|")
 	pooled, _, err := tokenPool.LoadOrNew(h.tokKey, func() (caddy.Destructor, error) {
@@ -545,7 +547,7 @@ func (h *Handler) lookup(ctx context.Context, cr *codeRequest) (*entry, string, 
 	cr.key = cacheKey(cr.canonical)
 	e, err := h.cache.load(ctx, cr.key)
 	if err != nil {
-		h.logger.Warn("reading cache", zap.String("key", cr.key), zap.Error(err))
+		h.faults.warn("reading the cache; fetching the code", zap.String("key", cr.key), zap.Error(err))
 	}
 	if e != nil {
 		h.logger.Debug("cache hit", zap.String("api", cr.api), zap.String("key", cr.key))
@@ -591,14 +593,19 @@ func (h *Handler) fetch(ctx context.Context, cr *codeRequest) (*entry, error) {
 			return
 		}
 		if err := h.cache.storage.Unlock(context.WithoutCancel(ctx), lock); err != nil {
-			h.logger.Warn("unlocking cache entry", zap.String("key", cr.key), zap.Error(err))
+			h.faults.warn("unlocking a cache entry", zap.String("key", cr.key), zap.Error(err))
 		}
 	}
 	if !locked {
-		h.logger.Warn("locking cache entry; fetching without the lock", zap.String("key", cr.key), zap.Error(err))
+		h.faults.warn("locking a cache entry; fetching without the lock", zap.String("key", cr.key), zap.Error(err))
 	} else if e, err := h.cache.load(ctx, cr.key); err == nil && e != nil {
 		unlock()
 		return e, nil // cached while this one waited for the lock
+	} else if errors.Is(err, errCorrupt) {
+		// Not a whole entry: remove it, then fetch it again.
+		if err := h.cache.storage.Delete(ctx, storageKey(cr.key)); err != nil {
+			h.faults.warn("removing a corrupt cache entry", zap.String("key", cr.key), zap.Error(err))
+		}
 	}
 
 	start := time.Now()
@@ -637,7 +644,7 @@ func (h *Handler) fetch(ctx context.Context, cr *codeRequest) (*entry, error) {
 		sctx, cancel := context.WithTimeout(ctx, h.timeout)
 		defer cancel()
 		if err := h.cache.store(sctx, cr.key, cr.canonical, e); err != nil {
-			h.logger.Error("storing code", zap.String("key", cr.key), zap.Error(err))
+			h.faults.error("storing a code; it is served, not cached", zap.String("key", cr.key), zap.Error(err))
 		}
 		h.quota.commit(sctx, img.NumUsed)
 	}()

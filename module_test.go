@@ -7,7 +7,9 @@ import (
 	"image"
 	_ "image/jpeg"
 	_ "image/png"
+	"net"
 	"net/http"
+	"net/http/httputil"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -240,9 +242,9 @@ func TestMethodNotAllowed(t *testing.T) {
 	}
 }
 
-// TestStatusTable pins every row of the status table: each upstream fault
-// gives its status and body, caches nothing, and the request succeeds once
-// the fault clears.
+// TestStatusTable pins every row of the status table, and is the fault
+// matrix against a misbehaving WeChat: each fault gives its status and
+// body, caches nothing, and the request succeeds once the fault clears.
 func TestStatusTable(t *testing.T) {
 	html := []byte("<html><body>502 Bad Gateway</body></html>")
 	tests := []struct {
@@ -281,6 +283,11 @@ func TestStatusTable(t *testing.T) {
 		{name: "garbage labelled jpeg", fault: wechattest.Fault{Garbage: true}, status: 502, errcode: 990502},
 		{name: "truncated image", fault: wechattest.Fault{Truncate: true}, status: 502, errcode: 990502},
 		{name: "timeout", fault: wechattest.Fault{Delay: 3 * time.Second}, status: 504, errcode: 990504},
+		{name: "no answer", fault: wechattest.Fault{Hang: true}, status: 504, errcode: 990504},
+		{name: "trickle slower than the timeout", fault: wechattest.Fault{Trickle: 5 * time.Millisecond}, status: 504, errcode: 990504},
+		{name: "endless reply", fault: wechattest.Fault{Endless: true}, status: 502, errcode: 990502},
+		{name: "html 503 page", fault: wechattest.Fault{Status: 503, Body: []byte("<html>503 Service Unavailable</html>"), ContentType: "text/html"}, status: 502, errcode: 990502},
+		{name: "token refused", path: wechattest.PathStableToken, fault: wechattest.Fault{ErrCode: 40164}, status: 502, errcode: 40164, verbatim: true},
 	}
 	fake := newFake(t)
 	s := startSite(t, fake, "", qrBlock(fake, "allow *\ntimeout 500ms"))
@@ -575,4 +582,35 @@ func TestTokenFaultsLeakNothing(t *testing.T) {
 			}
 		}
 	}
+}
+
+// WeChat unreachable: refused connections are a 502 with nothing cached,
+// and the codes come once WeChat is back on that address.
+func TestConnectionRefused(t *testing.T) {
+	fake := newFake(t)
+	port := freePort(t)
+	s := startSite(t, fake, "", fmt.Sprintf(`wxqrcode /qr {
+		appid %s
+		secret {env.%s}
+		api_base http://127.0.0.1:%d
+		allow *
+	}`, testAppID, secretEnv, port))
+	resp, body := s.get("/qr?path=pages/refused")
+	assertError(t, resp, body, http.StatusBadGateway, 990502)
+	if n := len(cachedFiles(t, s.dir)); n != 0 {
+		t.Fatalf("%d cache entries after a failure", n)
+	}
+	target, err := url.Parse(fake.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	back := &http.Server{Handler: httputil.NewSingleHostReverseProxy(target)}
+	go back.Serve(l)
+	t.Cleanup(func() { back.Close() })
+	resp, body = s.getOK("/qr?path=pages/refused")
+	assertImage(t, resp, body, "image/jpeg", 430)
 }

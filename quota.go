@@ -64,6 +64,7 @@ type quota struct {
 	group   string
 	caps    []Cap
 	logger  *zap.Logger
+	faults  *faultLog
 }
 
 // quotaLocks serialise the read-modify-write of each quota document within
@@ -89,7 +90,7 @@ func (q *quota) update(ctx context.Context, change func(*quotaDoc) error) error 
 	err := q.updateLocked(ctx, change)
 	var p *problem
 	if err != nil && !errors.As(err, &p) {
-		q.logger.Error("updating code counts", zap.String("app", q.appID), zap.Error(err))
+		q.faults.error("updating the code counts", zap.String("app", q.appID), zap.Error(err))
 		if len(q.caps) > 0 {
 			return errCapsUnavailable
 		}

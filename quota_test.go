@@ -13,7 +13,7 @@ func TestQuotaWarnings(t *testing.T) {
 	core, logs := observer.New(zap.WarnLevel)
 	q := &quota{
 		storage: &certmagic.FileStorage{Path: t.TempDir()},
-		appID:   "wx1", group: groupLimited, logger: zap.New(core),
+		appID:   "wx1", group: groupLimited, logger: zap.New(core), faults: newFaultLog(zap.New(core)),
 	}
 	ctx := context.Background()
 	if err := q.update(ctx, func(d *quotaDoc) error { d.Generated = 79998; return nil }); err != nil {
@@ -53,7 +53,7 @@ func TestQuotaWarnings(t *testing.T) {
 // caps it refuses, as the caps cannot be enforced.
 func TestQuotaStorageFault(t *testing.T) {
 	dir := t.TempDir()
-	q := &quota{storage: &certmagic.FileStorage{Path: dir + "/\x00bad"}, appID: "wx1", group: groupLimited, logger: zap.NewNop()}
+	q := &quota{storage: &certmagic.FileStorage{Path: dir + "/\x00bad"}, appID: "wx1", group: groupLimited, logger: zap.NewNop(), faults: newFaultLog(zap.NewNop())}
 	ctx := context.Background()
 	if err := q.update(ctx, func(d *quotaDoc) error { d.Generated++; return nil }); err != nil {
 		t.Fatalf("without caps: %v", err)

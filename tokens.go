@@ -22,7 +22,7 @@ type sharedTokens struct {
 	storage certmagic.Storage
 	key     string
 	src     wechat.TokenSource
-	logger  *zap.Logger
+	faults  *faultLog
 }
 
 // tokenDoc is a token as the storage keeps it.
@@ -51,7 +51,7 @@ func (s *sharedTokens) load(ctx context.Context) *tokenDoc {
 	raw, err := s.storage.Load(ctx, s.key)
 	if err != nil {
 		if !errors.Is(err, fs.ErrNotExist) {
-			s.logger.Warn("reading the shared token", zap.Error(err))
+			s.faults.warn("reading the shared token", zap.Error(err))
 		}
 		return nil
 	}
@@ -86,12 +86,12 @@ func (s *sharedTokens) obtain(ctx context.Context, fetch func(context.Context) (
 	}
 	if err := s.storage.Lock(ctx, s.key); err != nil {
 		// Better a token of our own than none.
-		s.logger.Warn("locking the shared token; fetching one for this instance", zap.Error(err))
+		s.faults.warn("locking the shared token; fetching one for this instance", zap.Error(err))
 		return fetch(ctx)
 	}
 	defer func() {
 		if err := s.storage.Unlock(context.WithoutCancel(ctx), s.key); err != nil {
-			s.logger.Warn("unlocking the shared token", zap.Error(err))
+			s.faults.warn("unlocking the shared token", zap.Error(err))
 		}
 	}()
 	if d := s.load(ctx); d.usable(time.Now()) {
@@ -106,7 +106,7 @@ func (s *sharedTokens) obtain(ctx context.Context, fetch func(context.Context) (
 		err = s.storage.Store(ctx, s.key, raw)
 	}
 	if err != nil {
-		s.logger.Warn("storing the shared token", zap.Error(err))
+		s.faults.warn("storing the shared token", zap.Error(err))
 	}
 	return tok, nil
 }
@@ -118,7 +118,7 @@ func (s *sharedTokens) Invalidate(accessToken string) {
 	defer cancel()
 	if d := s.load(ctx); d != nil && d.AccessToken == accessToken {
 		if err := s.storage.Delete(ctx, s.key); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			s.logger.Warn("removing the refused shared token", zap.Error(err))
+			s.faults.warn("removing the refused shared token", zap.Error(err))
 		}
 	}
 }
