@@ -151,6 +151,8 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"cap zero", head + "\tcap 0\n\tallow *\n}", 5, "not a positive number of codes"},
 		{"cap bad word", head + "\tcap 5 each 1h\n\tallow *\n}", 5, "cap takes <n> or <n> per <duration>"},
 		{"cap bad window", head + "\tcap 5 per soon\n\tallow *\n}", 5, "not a positive duration"},
+		{"two caps per window", head + "\tcap 5 per 1h\n\tcap 50 per 60m\n\tallow *\n}", 2, "two caps per 1h0m0s"},
+		{"two budgets", head + "\tcap 5\n\tcap 50\n}", 2, "two total budgets"},
 		{"sign_key without key", head + "\tsign_key\n}", 5, "wrong argument count"},
 		{"matcher arg", "wxqrcode /qr extra {\n\tappid wx1\n\tsecret s\n\tallow *\n}", 2, "wrong argument count"},
 	}

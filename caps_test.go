@@ -85,3 +85,23 @@ func TestCapOptIn(t *testing.T) {
 		}
 	}
 }
+
+// A call whose outcome is unknown (the connection broke) may have made a
+// code: it stays counted. A refusal from WeChat is given back.
+func TestBudgetKeepsUnknownOutcomes(t *testing.T) {
+	fake := newFake(t)
+	s := startSite(t, fake, "", qrBlock(fake, "cap 2"))
+	fake.Inject(wechattest.PathQRCode, wechattest.Fault{ErrCode: 45011}, 1)
+	if resp, _ := s.get("/qr?path=refused"); resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("status %d, want WeChat's 429", resp.StatusCode)
+	}
+	fake.Inject(wechattest.PathQRCode, wechattest.Fault{Reset: true}, 0)
+	if resp, _ := s.get("/qr?path=broken"); resp.StatusCode != http.StatusBadGateway {
+		t.Fatalf("status %d, want 502", resp.StatusCode)
+	}
+	fake.ClearFaults()
+	resp, body := s.getOK("/qr?path=new")
+	assertImage(t, resp, body, "image/jpeg", 430)
+	resp, body = s.get("/qr?path=newer")
+	assertError(t, resp, body, http.StatusForbidden, 990421)
+}

@@ -1,6 +1,7 @@
 package wxqrcode
 
 import (
+	"cmp"
 	"fmt"
 	"net/url"
 	"os"
@@ -72,6 +73,7 @@ func signedURL(appID, api, key, rawURL string) (string, error) {
 	if !validAppID(appID) {
 		return "", fmt.Errorf("--appid is required, like wx0123456789abcdef")
 	}
+	api = cmp.Or(api, apiQRCode)
 	if err := checkValue("api", api); err != nil {
 		return "", err
 	}

@@ -143,6 +143,7 @@ type Handler struct {
 	quota    *quota
 	mem      *memoryCache
 	memKey   string
+	storeID  string
 	// pending counts the codes being stored after their answer.
 	pending *sync.WaitGroup
 	faults  *faultLog
@@ -210,6 +211,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.cache = &codeCache{storage: storage}
+	h.storeID = h.storageID(ctx)
 	h.pending = new(sync.WaitGroup)
 	if err := h.openMemoryCache(ctx); err != nil {
 		return err
@@ -234,7 +236,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	shared := &sharedTokens{storage: storage, key: "wxqrcode/tokens/" + h.appID + "/" + h.Token + ".json", src: src, faults: h.faults}
 	secretSum := sha256.Sum256([]byte(h.secret))
-	h.tokKey = strings.Join([]string{h.apiBase, h.appID, h.Token, hex.EncodeToString(secretSum[:]), h.storageID(ctx)}, "|")
+	h.tokKey = strings.Join([]string{h.apiBase, h.appID, h.Token, hex.EncodeToString(secretSum[:]), h.storeID}, "|")
 	pooled, _, err := tokenPool.LoadOrNew(h.tokKey, func() (caddy.Destructor, error) {
 		return pooledTokens{wechat.NewReuseTokenSource(shared)}, nil
 	})
@@ -278,7 +280,7 @@ func (h *Handler) openMemoryCache(ctx caddy.Context) error {
 		return nil
 	}
 	size := cmp.Or(h.MemoryCache, DefaultMemoryCache)
-	h.memKey = fmt.Sprintf("%s|%d", h.storageID(ctx), size)
+	h.memKey = fmt.Sprintf("%s|%d", h.storeID, size)
 	mem, _, err := memoryPool.LoadOrNew(h.memKey, func() (caddy.Destructor, error) {
 		return newMemoryCache(uint64(size))
 	})
@@ -298,7 +300,11 @@ func (h *Handler) storageID(ctx caddy.Context) string {
 	case h.CacheDir != "":
 		return "dir:" + h.CacheDir
 	}
-	return fmt.Sprintf("default:%v", ctx.Storage())
+	// The storage's own name, not its fields, which may hold credentials.
+	if named, ok := ctx.Storage().(fmt.Stringer); ok {
+		return "default:" + named.String()
+	}
+	return fmt.Sprintf("default:%T", ctx.Storage())
 }
 
 func (h *Handler) openStorage(ctx caddy.Context) (certmagic.Storage, error) {
@@ -374,10 +380,8 @@ func (h *Handler) checkConfig() error {
 			return fmt.Errorf("sign_key: empty key")
 		}
 	}
-	for _, c := range h.Caps {
-		if c.Codes < 1 || c.Per < 0 {
-			return fmt.Errorf("cap: want a positive number of codes and a positive window, got %d per %s", c.Codes, time.Duration(c.Per))
-		}
+	if err := checkCaps(h.Caps); err != nil {
+		return err
 	}
 	options := []struct{ name, value, apis string }{
 		{"path", h.Path, apiQRCode + " " + apiWxaCode},
@@ -554,7 +558,7 @@ func (h *Handler) lookup(ctx context.Context, cr *codeRequest) (*entry, string, 
 		h.remember(cr, e)
 		return e, outcomeStorageHit, nil
 	}
-	ch := flight.DoChan(cr.key, func() (any, error) {
+	ch := flight.DoChan(h.storeID+"|"+cr.key, func() (any, error) {
 		return h.fetch(context.WithoutCancel(ctx), cr)
 	})
 	select {
@@ -583,6 +587,14 @@ func (h *Handler) remember(cr *codeRequest, e *entry) {
 // it, still before another instance can take the lock. A storage that
 // fails to lock or write costs the cache, not the answer.
 func (h *Handler) fetch(ctx context.Context, cr *codeRequest) (*entry, error) {
+	// Cleanup waits for this fetch, its call and its writes.
+	h.pending.Add(1)
+	stored := false
+	defer func() {
+		if !stored {
+			h.pending.Done()
+		}
+	}()
 	lock := cachePrefix + "lock/" + cr.key
 	lctx, cancel := context.WithTimeout(ctx, h.timeout)
 	err := h.cache.storage.Lock(lctx, lock)
@@ -609,7 +621,10 @@ func (h *Handler) fetch(ctx context.Context, cr *codeRequest) (*entry, error) {
 	}
 
 	start := time.Now()
-	if err := h.quota.reserve(ctx); err != nil {
+	qctx, cancel := context.WithTimeout(ctx, h.timeout)
+	err = h.quota.reserve(qctx, start)
+	cancel()
+	if err != nil {
 		unlock()
 		return nil, err
 	}
@@ -621,7 +636,14 @@ func (h *Handler) fetch(ctx context.Context, cr *codeRequest) (*entry, error) {
 		e, err = prepare(img)
 	}
 	if err != nil {
-		h.quota.release(ctx, start)
+		// Only WeChat's own refusal says no code was made; after a timeout
+		// or a broken reply it may have been, and stays counted.
+		var werr *wechat.Error
+		if errors.As(err, &werr) {
+			qctx, cancel := context.WithTimeout(ctx, h.timeout)
+			h.quota.release(qctx, start)
+			cancel()
+		}
 		unlock()
 		return nil, err
 	}
@@ -637,7 +659,7 @@ func (h *Handler) fetch(ctx context.Context, cr *codeRequest) (*entry, error) {
 		zap.Int("num_used", img.NumUsed),
 		zap.Duration("duration", time.Since(start)))
 
-	h.pending.Add(1)
+	stored = true
 	go func() {
 		defer h.pending.Done()
 		defer unlock()

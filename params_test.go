@@ -3,6 +3,7 @@ package wxqrcode
 import (
 	"errors"
 	"net/http/httptest"
+	"net/url"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -134,6 +135,39 @@ func TestResolveErrors(t *testing.T) {
 		var werr *wechat.Error
 		if !errors.As(err, &werr) || werr.Code != tt.code {
 			t.Errorf("%s %s: got %v, want errcode %d", tt.api, tt.uri, err, tt.code)
+		}
+	}
+}
+
+// The canonical form is what the README tells signing backends: every
+// effective parameter, sorted, as url.Values.Encode writes them.
+func TestCanonicalFormPinned(t *testing.T) {
+	tests := []struct {
+		h    *Handler
+		uri  string
+		want url.Values
+	}{
+		{&Handler{API: apiWxaCode, AutoColor: "{http.request.uri.query.auto}", LineColor: "{http.request.uri.query.color}"},
+			"/?path=pages%2Fa%3Fx%3D1%202&auto=true&color=1,2,3",
+			url.Values{"api": {"wxacode"}, "appid": {"wx1"}, "auto_color": {"true"}, "env_version": {"release"},
+				"is_hyaline": {"false"}, "line_color": {"auto"}, "path": {"pages/a?x=1 2"}, "width": {"430"}}},
+		{&Handler{API: apiWxaCode, LineColor: "{http.request.uri.query.color}", EnvVersion: "trial", IsHyaline: "true"},
+			"/?path=p&color=%23010203&width=300",
+			url.Values{"api": {"wxacode"}, "appid": {"wx1"}, "auto_color": {"false"}, "env_version": {"trial"},
+				"is_hyaline": {"true"}, "line_color": {"1,2,3"}, "path": {"p"}, "width": {"300"}}},
+		{&Handler{API: apiUnlimited, CheckPath: "false"},
+			"/?scene=id%3D1%26from%3D~%21&page=pages/item/item",
+			url.Values{"api": {"unlimited"}, "appid": {"wx1"}, "auto_color": {"false"}, "check_path": {"false"},
+				"env_version": {"release"}, "is_hyaline": {"false"}, "line_color": {"0,0,0"}, "page": {"pages/item/item"},
+				"scene": {"id=1&from=~!"}, "width": {"430"}}},
+	}
+	for _, tt := range tests {
+		cr, err := resolve(t, tt.h, tt.uri)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.uri, err)
+		}
+		if want := tt.want.Encode(); cr.canonical != want {
+			t.Errorf("%s:\n got %s\nwant %s", tt.uri, cr.canonical, want)
 		}
 	}
 }

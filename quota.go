@@ -79,10 +79,11 @@ func (q *quota) key() string {
 // caps cannot be enforced.
 var errCapsUnavailable = errors.New("cannot read or write the code counts")
 
-// update loads the document, lets change edit it and stores it, all under
-// the locks. With caps the storage's lock is taken too, so instances never
-// overspend between them; without, the counts only inform, and a storage
-// fault is logged and ignored.
+// update loads the document, lets change edit it and stores it, under the
+// process's lock and the storage's, so that no instance and no route
+// sharing the document overwrites another's count. A storage fault is
+// errCapsUnavailable with caps; without, the counts only inform, and it is
+// logged and ignored.
 func (q *quota) update(ctx context.Context, change func(*quotaDoc) error) error {
 	mu, _ := quotaLocks.LoadOrStore(q.key(), new(sync.Mutex))
 	mu.(*sync.Mutex).Lock()
@@ -100,12 +101,10 @@ func (q *quota) update(ctx context.Context, change func(*quotaDoc) error) error 
 }
 
 func (q *quota) updateLocked(ctx context.Context, change func(*quotaDoc) error) error {
-	if len(q.caps) > 0 {
-		if err := q.storage.Lock(ctx, q.key()); err != nil {
-			return fmt.Errorf("locking: %w", err)
-		}
-		defer func() { _ = q.storage.Unlock(context.WithoutCancel(ctx), q.key()) }()
+	if err := q.storage.Lock(ctx, q.key()); err != nil {
+		return fmt.Errorf("locking: %w", err)
 	}
+	defer func() { _ = q.storage.Unlock(context.WithoutCancel(ctx), q.key()) }()
 	var doc quotaDoc
 	raw, err := q.storage.Load(ctx, q.key())
 	switch {
@@ -134,11 +133,10 @@ func (q *quota) updateLocked(ctx context.Context, change func(*quotaDoc) error) 
 // of the first cap it would break. It is done before the call so that
 // concurrent misses cannot overspend; a failed call gives it back with
 // release. Without caps it does nothing: commit counts the code.
-func (q *quota) reserve(ctx context.Context) error {
+func (q *quota) reserve(ctx context.Context, now time.Time) error {
 	if len(q.caps) == 0 {
 		return nil
 	}
-	now := time.Now()
 	return q.update(ctx, func(doc *quotaDoc) error {
 		for _, c := range q.caps {
 			if c.Per == 0 {
@@ -166,7 +164,8 @@ func (q *quota) reserve(ctx context.Context) error {
 	})
 }
 
-// release gives back a reservation whose call generated no code.
+// release gives back a reservation made at reservedAt whose call
+// generated no code.
 func (q *quota) release(ctx context.Context, reservedAt time.Time) {
 	if len(q.caps) == 0 {
 		return
@@ -242,6 +241,25 @@ func windowStart(c Cap, t time.Time) time.Time {
 }
 
 func windowName(c Cap) string { return time.Duration(c.Per).String() }
+
+// checkCaps refuses caps that cannot work: two caps on one window would
+// share its count.
+func checkCaps(caps []Cap) error {
+	seen := map[caddy.Duration]bool{}
+	for _, c := range caps {
+		if c.Codes < 1 || c.Per < 0 {
+			return fmt.Errorf("cap: want a positive number of codes and a positive window, got %d per %s", c.Codes, time.Duration(c.Per))
+		}
+		if seen[c.Per] {
+			if c.Per == 0 {
+				return fmt.Errorf("cap: two total budgets; keep one")
+			}
+			return fmt.Errorf("cap: two caps per %s; keep one", time.Duration(c.Per))
+		}
+		seen[c.Per] = true
+	}
+	return nil
+}
 
 // hasBudget reports whether caps include a total budget.
 func hasBudget(caps []Cap) bool {

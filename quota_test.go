@@ -3,6 +3,7 @@ package wxqrcode
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
@@ -59,7 +60,7 @@ func TestQuotaStorageFault(t *testing.T) {
 		t.Fatalf("without caps: %v", err)
 	}
 	q.caps = []Cap{{Codes: 10}}
-	if err := q.reserve(ctx); err != errCapsUnavailable {
+	if err := q.reserve(ctx, time.Now()); err != errCapsUnavailable {
 		t.Fatalf("with caps: %v, want errCapsUnavailable", err)
 	}
 }

@@ -17,9 +17,13 @@ const minSignKeyLen = 16
 // sign returns the signature of a canonical request: the lowercase hex
 // HMAC-SHA256 of the canonical string under key.
 func sign(key, canonical string) string {
-	mac := hmac.New(sha256.New, []byte(key))
-	mac.Write([]byte(canonical))
-	return hex.EncodeToString(mac.Sum(nil))
+	return hex.EncodeToString(mac(key, canonical))
+}
+
+func mac(key, canonical string) []byte {
+	m := hmac.New(sha256.New, []byte(key))
+	m.Write([]byte(canonical))
+	return m.Sum(nil)
 }
 
 // signatureValid reports whether sig signs canonical under any of keys,
@@ -32,9 +36,7 @@ func signatureValid(keys []string, canonical, sig string) bool {
 	}
 	valid := false
 	for _, k := range keys {
-		mac := hmac.New(sha256.New, []byte(k))
-		mac.Write([]byte(canonical))
-		valid = hmac.Equal(got, mac.Sum(nil)) || valid
+		valid = hmac.Equal(got, mac(k, canonical)) || valid
 	}
 	return valid
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io/fs"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/certmagic"
@@ -23,6 +24,9 @@ type sharedTokens struct {
 	key     string
 	src     wechat.TokenSource
 	faults  *faultLog
+
+	mu      sync.Mutex
+	refused string // the token WeChat last refused here
 }
 
 // tokenDoc is a token as the storage keeps it.
@@ -38,9 +42,9 @@ type tokenDoc struct {
 const recentFetch = time.Minute
 
 // usable reports whether an instance should use the stored token rather
-// than fetch one.
-func (d *tokenDoc) usable(now time.Time) bool {
-	if d == nil || d.AccessToken == "" || !now.Before(d.Expiry) {
+// than fetch one; never the one WeChat refused.
+func (d *tokenDoc) usable(now time.Time, refused string) bool {
+	if d == nil || d.AccessToken == "" || d.AccessToken == refused || !now.Before(d.Expiry) {
 		return false
 	}
 	early := min(5*time.Minute, d.Expiry.Sub(d.Fetched)/10)
@@ -81,7 +85,10 @@ func (s *sharedTokens) ForceRefresh(ctx context.Context) (*wechat.Token, error) 
 }
 
 func (s *sharedTokens) obtain(ctx context.Context, fetch func(context.Context) (*wechat.Token, error)) (*wechat.Token, error) {
-	if d := s.load(ctx); d.usable(time.Now()) {
+	s.mu.Lock()
+	refused := s.refused
+	s.mu.Unlock()
+	if d := s.load(ctx); d.usable(time.Now(), refused) {
 		return &wechat.Token{AccessToken: d.AccessToken, Expiry: d.Expiry}, nil
 	}
 	if err := s.storage.Lock(ctx, s.key); err != nil {
@@ -94,7 +101,7 @@ func (s *sharedTokens) obtain(ctx context.Context, fetch func(context.Context) (
 			s.faults.warn("unlocking the shared token", zap.Error(err))
 		}
 	}()
-	if d := s.load(ctx); d.usable(time.Now()) {
+	if d := s.load(ctx); d.usable(time.Now(), refused) {
 		return &wechat.Token{AccessToken: d.AccessToken, Expiry: d.Expiry}, nil
 	}
 	tok, err := fetch(ctx)
@@ -112,10 +119,20 @@ func (s *sharedTokens) obtain(ctx context.Context, fetch func(context.Context) (
 }
 
 // Invalidate removes a token that WeChat refused from the storage, if it
-// is still the one there.
+// is still the one there, and keeps it from being used again here: the
+// stable endpoint may hand it out again, and then only a forced refresh
+// replaces it.
 func (s *sharedTokens) Invalidate(accessToken string) {
+	s.mu.Lock()
+	s.refused = accessToken
+	s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if err := s.storage.Lock(ctx, s.key); err != nil {
+		s.faults.warn("locking the shared token", zap.Error(err))
+		return
+	}
+	defer func() { _ = s.storage.Unlock(context.WithoutCancel(ctx), s.key) }()
 	if d := s.load(ctx); d != nil && d.AccessToken == accessToken {
 		if err := s.storage.Delete(ctx, s.key); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			s.faults.warn("removing the refused shared token", zap.Error(err))
