@@ -11,31 +11,13 @@ DURATION=${DURATION:-3m}
 CHAOS=${CHAOS:-20ms}
 CONNS=${CONNS:-20}
 
-if ! command -v wrk >/dev/null; then
-	apt-get update -qq && apt-get install -y -qq wrk >/dev/null
-fi
-
-work=$(mktemp -d)
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
-
-echo "building..."
-go build -o "$work/caddy" ./cmd/caddy
-go build -o "$work/fakewechat" ./bench/fakewechat
+source bench/common.sh
 
 export WX_APPID=wx5oa4000000000000
 export WX_SECRET=soak-secret-0123456789abcdef
-"$work/fakewechat" -appid "$WX_APPID" -secret "$WX_SECRET" -chaos "$CHAOS" >"$work/fake.url" 2>"$work/fake.log" &
-pids+=($!)
-for _ in $(seq 100); do [ -s "$work/fake.url" ] && break; sleep 0.05; done
-export WX_API_BASE=$(cat "$work/fake.url")
+start_fake -chaos "$CHAOS"
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PORT=$(free_port)
 BASE="http://127.0.0.1:$PORT"
 cat >"$work/Caddyfile" <<EOC
 {
