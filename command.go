@@ -15,15 +15,16 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "wxqrcode",
-		Usage: "sign --appid <appid> [--api qrcode|wxacode|unlimited] <url>",
+		Usage: "sign|prefetch ...",
 		Short: "Tools for the wxqrcode module",
 		Long: `
 Tools for the wxqrcode handler.
 
-  sign   prints a code URL with its signature, for a route with sign_key
+  sign       prints a code URL with its signature, for a route with sign_key
+  prefetch   fills the cache with the codes of a list
 `,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.AddCommand(signCommand())
+			cmd.AddCommand(signCommand(), prefetchCommand())
 		},
 	})
 }

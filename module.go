@@ -510,8 +510,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		h.fail(w, cr, err)
 		return nil
 	}
+	w.Header()["Cache-Status"] = []string{cacheStatus[outcome]}
 	countRequest(outcome, serveEntry(w, r, e))
 	return nil
+}
+
+// cacheStatus says, as RFC 9211's Cache-Status header, where an answer
+// came from; caddy wxqrcode prefetch reads it.
+var cacheStatus = map[string]string{
+	outcomeMemoryHit:  "wxqrcode; hit; detail=memory",
+	outcomeStorageHit: "wxqrcode; hit; detail=storage",
+	outcomeMiss:       "wxqrcode; fwd=uri-miss; stored",
 }
 
 func (h *Handler) allowed(subject string) bool {

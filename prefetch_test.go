@@ -1,0 +1,72 @@
+package wxqrcode_test
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestPrefetch fills the cache from a list through the route, as the
+// README's command does, and counts what it did.
+func TestPrefetch(t *testing.T) {
+	fake := newFake(t)
+	s := startSite(t, fake, "", qrBlock(fake, "allow pages/*"))
+	for i := range 5 { // already cached
+		s.get(fmt.Sprintf("/qr?path=pages/list/%d", i))
+	}
+	var list strings.Builder
+	for i := range 200 {
+		fmt.Fprintf(&list, "pages/list/%d\n", i)
+	}
+	list.WriteString("admin/secret\n\npages/" + strings.Repeat("x", 200) + "\n")
+	file := filepath.Join(t.TempDir(), "paths.txt")
+	if err := os.WriteFile(file, []byte(list.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before := fake.CodeCalls()
+	start := time.Now()
+	out, err := exec.Command(builtCaddy(t), "wxqrcode", "prefetch", "--url", s.url+"/qr", "--file", file, "--concurrency", "8").CombinedOutput()
+	if err != nil {
+		t.Fatalf("prefetch: %v\n%s", err, out)
+	}
+	t.Logf("%s(%v)", out, time.Since(start))
+	for _, want := range []string{"202 codes in", "195 fetched, 5 already cached, 2 failed", "errcode 40159: 1", "errcode 990403: 1"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
+	}
+	if n := fake.CodeCalls() - before; n != 195 {
+		t.Errorf("%d code calls, want 195", n)
+	}
+	resp, body := s.get("/qr?path=pages/list/199")
+	assertImage(t, resp, body, "image/jpeg", 430)
+	if !strings.Contains(resp.Header.Get("Cache-Status"), "hit") {
+		t.Errorf("Cache-Status %q after prefetch, want a hit", resp.Header.Get("Cache-Status"))
+	}
+}
+
+// A spent budget ends the run, with what was not asked counted.
+func TestPrefetchStopsAtBudget(t *testing.T) {
+	fake := newFake(t)
+	s := startSite(t, fake, "", qrBlock(fake, "cap 10"))
+	var list strings.Builder
+	for i := range 100 {
+		fmt.Fprintf(&list, "pages/budget/%d\n", i)
+	}
+	cmd := exec.Command(builtCaddy(t), "wxqrcode", "prefetch", "--url", s.url+"/qr", "--concurrency", "2")
+	cmd.Stdin = strings.NewReader(list.String())
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "budget of new codes is spent") {
+		t.Fatalf("want the run to end on the budget, got %v:\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "10 fetched") || !strings.Contains(string(out), "not asked") {
+		t.Errorf("summary:\n%s", out)
+	}
+	if n := fake.CodeCalls(); n != 10 {
+		t.Errorf("%d code calls, want 10", n)
+	}
+}
