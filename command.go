@@ -15,16 +15,17 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "wxqrcode",
-		Usage: "sign|prefetch ...",
+		Usage: "sign|prefetch|stats ...",
 		Short: "Tools for the wxqrcode module",
 		Long: `
 Tools for the wxqrcode handler.
 
   sign       prints a code URL with its signature, for a route with sign_key
   prefetch   fills the cache with the codes of a list
+  stats      shows what the cache holds and the codes generated per app
 `,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.AddCommand(signCommand(), prefetchCommand())
+			cmd.AddCommand(signCommand(), prefetchCommand(), statsCommand())
 		},
 	})
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddyserver/caddy/v2"
 )
 
 // TestPrefetch fills the cache from a list through the route, as the
@@ -68,5 +70,38 @@ func TestPrefetchStopsAtBudget(t *testing.T) {
 	}
 	if n := fake.CodeCalls(); n != 10 {
 		t.Errorf("%d code calls, want 10", n)
+	}
+}
+
+// TestStats reads what the cache holds and the counts, from a stopped
+// Caddy's storage and from its config.
+func TestStats(t *testing.T) {
+	fake := newFake(t)
+	dir := t.TempDir()
+	s := startSite(t, fake, dir, qrBlock(fake, "allow *")+wxBlock(fake, "/u", "api unlimited"))
+	for _, uri := range []string{"/qr?path=pages/a", "/qr?path=pages/b", "/u?scene=s1", "/qr?path=pages/a"} {
+		resp, body := s.get(uri)
+		assertImage(t, resp, body, "image/jpeg", 430)
+	}
+	if err := caddy.Stop(); err != nil { // waits for the stores
+		t.Fatal(err)
+	}
+	out, err := exec.Command(builtCaddy(t), "wxqrcode", "stats", "--dir", dir).CombinedOutput()
+	if err != nil {
+		t.Fatalf("stats: %v\n%s", err, out)
+	}
+	for _, want := range []string{"codes cached: 3 (", "qrcode     " + testAppID + "   2", "unlimited  " + testAppID + "   1",
+		testAppID + "   limited    2 of 100000", testAppID + "   unlimited  1"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("stats lacks %q:\n%s", want, out)
+		}
+	}
+	cfg := filepath.Join(t.TempDir(), "Caddyfile")
+	if err := os.WriteFile(cfg, []byte(caddyfile(t, freePort(t), dir, qrBlock(fake, "allow *"))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err = exec.Command(builtCaddy(t), "wxqrcode", "stats", "--config", cfg).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "codes cached: 3 (") {
+		t.Errorf("stats --config: %v\n%s", err, out)
 	}
 }
