@@ -1,0 +1,324 @@
+package wxqrcode_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+
+	"github.com/wxqrcode/caddy-wxqrcode/wechat/wechattest"
+)
+
+// requireBrowserEnv makes a missing Chromium a failure instead of a skip;
+// .ci/run sets it after installing Debian's chromium.
+const requireBrowserEnv = "WXQRCODE_REQUIRE_BROWSER"
+
+// screenshotEnv names a folder for the browser test's screenshots. They are
+// taken on failure, into the system's temporary folder unless this is set,
+// and on success too when it is set.
+const screenshotEnv = "WXQRCODE_SCREENSHOTS"
+
+// browserPage is the web page of TestBrowser: each <img> reports how it
+// ended into window.results, keyed by its id.
+const browserPage = `<!doctype html>
+<html>
+<head>
+<meta charset="utf-8">
+<title>codes</title>
+<script>
+window.results = {};
+function done(img, ok) {
+	window.results[img.id] = {ok: ok, width: img.naturalWidth, height: img.naturalHeight};
+}
+</script>
+</head>
+<body>
+<img id="qrcode" src="/qr?path=pages/item/item%3Fid%3D42&width=280" onload="done(this, true)" onerror="done(this, false)">
+<img id="hyaline" src="/wxa?path=pages/item/item&hyaline=true&width=640" onload="done(this, true)" onerror="done(this, false)">
+<img id="poster" src="/poster/id=42" onload="done(this, true)" onerror="done(this, false)">
+<img id="unpublished" src="/poster/id=43?page=pages/new/new" onload="done(this, true)" onerror="done(this, false)">
+<img id="forbidden" src="/qr?path=admin/index" onload="done(this, true)" onerror="done(this, false)">
+</body>
+</html>
+`
+
+// imgResult is what the page recorded for one <img>.
+type imgResult struct {
+	OK     bool `json:"ok"`
+	Width  int  `json:"width"`
+	Height int  `json:"height"`
+}
+
+// exchange is one response the browser got for an image, as DevTools
+// reports it.
+type exchange struct {
+	status    int64
+	mimeType  string
+	fromCache bool // from the browser's memory or disk cache
+}
+
+// netLog collects the browser's responses by URL path and query.
+type netLog struct {
+	mu        sync.Mutex
+	urls      map[network.RequestID]string
+	exchanges map[string][]exchange
+}
+
+func newNetLog() *netLog {
+	return &netLog{urls: map[network.RequestID]string{}, exchanges: map[string][]exchange{}}
+}
+
+func (l *netLog) listen(ev any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch ev := ev.(type) {
+	case *network.EventRequestWillBeSent:
+		l.urls[ev.RequestID] = requestURI(ev.Request.URL)
+	case *network.EventRequestServedFromCache:
+		uri := l.urls[ev.RequestID]
+		l.exchanges[uri] = append(l.exchanges[uri], exchange{status: 200, fromCache: true})
+	case *network.EventResponseReceived:
+		uri := l.urls[ev.RequestID]
+		fromCache := ev.Response.FromDiskCache || ev.Response.FromPrefetchCache
+		if n := len(l.exchanges[uri]); n > 0 && l.exchanges[uri][n-1].fromCache {
+			return // already counted by EventRequestServedFromCache
+		}
+		l.exchanges[uri] = append(l.exchanges[uri], exchange{status: ev.Response.Status, mimeType: ev.Response.MimeType, fromCache: fromCache})
+	}
+}
+
+// take returns the responses seen so far and starts a new log.
+func (l *netLog) take() map[string][]exchange {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	got := l.exchanges
+	l.exchanges = map[string][]exchange{}
+	return got
+}
+
+func requestURI(raw string) string {
+	if i := strings.Index(raw, "://"); i >= 0 {
+		if j := strings.IndexByte(raw[i+3:], '/'); j >= 0 {
+			return raw[i+3+j:]
+		}
+	}
+	return raw
+}
+
+// findChromium returns the browser's path, or skips the test when there is
+// none and requireBrowserEnv is unset.
+func findChromium(t *testing.T) string {
+	t.Helper()
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if path, err := exec.LookPath(name); err == nil {
+			return path
+		}
+	}
+	if os.Getenv(requireBrowserEnv) != "" {
+		t.Fatalf("no chromium on PATH and %s is set: apt-get install chromium", requireBrowserEnv)
+	}
+	t.Skipf("no chromium on PATH (apt-get install chromium); set %s to make this a failure", requireBrowserEnv)
+	return ""
+}
+
+// newBrowser starts a headless Chromium with a fresh profile, and takes a
+// screenshot of the page when the test fails.
+func newBrowser(t *testing.T) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(findChromium(t)),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.NoSandbox, // CI runs as root
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.WindowSize(1280, 900),
+	)
+	ctx, cancelTimeout := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	ctx, cancelBrowser := chromedp.NewContext(ctx, chromedp.WithLogf(t.Logf))
+	t.Cleanup(func() {
+		cancelBrowser()
+		cancelAlloc()
+		cancelTimeout()
+	})
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("starting chromium: %v", err)
+	}
+	t.Cleanup(func() {
+		dir := os.Getenv(screenshotEnv)
+		if !t.Failed() && dir == "" {
+			return
+		}
+		if dir == "" {
+			dir = filepath.Join(os.TempDir(), "wxqrcode-screenshots")
+		}
+		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Logf("no screenshot: %v", err)
+			return
+		}
+		name := filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "_")+".png")
+		err = os.MkdirAll(dir, 0o755)
+		if err == nil {
+			err = os.WriteFile(name, png, 0o644)
+		}
+		if err != nil {
+			t.Logf("screenshot not saved: %v", err)
+			return
+		}
+		t.Logf("screenshot: %s", name)
+	})
+	return ctx
+}
+
+// loadPage runs the navigation and waits for every <img> to report.
+func loadPage(t *testing.T, ctx context.Context, navigate chromedp.Action[chromedp.Void], images int) map[string]imgResult {
+	t.Helper()
+	all := fmt.Sprintf("Object.keys(window.results || {}).length === %d", images)
+	if err := chromedp.Do(ctx, navigate, chromedp.Poll[chromedp.Void](all, chromedp.WithPollingTimeout(30*time.Second))); err != nil {
+		t.Fatalf("loading the page: %v", err)
+	}
+	results, err := chromedp.Run(ctx, chromedp.Evaluate[map[string]imgResult]("window.results"))
+	if err != nil {
+		t.Fatalf("reading the page's results: %v", err)
+	}
+	return results
+}
+
+// The codes as a web page uses them: headless Chromium loads a page from
+// the same Caddy, with <img> tags pointing at the module.
+func TestBrowser(t *testing.T) {
+	ctx := newBrowser(t)
+	fake := newFake(t)
+	web := t.TempDir()
+	if err := os.WriteFile(filepath.Join(web, "index.html"), []byte(browserPage), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := startSite(t, fake, "", qrBlock(fake, "allow pages/*")+
+		// A site that wants browsers to revalidate says so with header.
+		"header /wxa Cache-Control no-cache\n\t"+
+		wxBlock(fake, "/wxa", "api wxacode\nis_hyaline {query.hyaline}\nallow *")+
+		wxBlock(fake, "/poster/*", "api unlimited\nscene {path.1}")+
+		"root * "+web+"\n\tfile_server\n")
+
+	log := newNetLog()
+	if err := chromedp.Listen(ctx, log.listen); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Call(ctx, network.Enable, network.EnableParams{}); err != nil {
+		t.Fatal(err)
+	}
+
+	const (
+		qrcode      = "/qr?path=pages/item/item%3Fid%3D42&width=280"
+		hyaline     = "/wxa?path=pages/item/item&hyaline=true&width=640"
+		poster      = "/poster/id=42"
+		unpublished = "/poster/id=43?page=pages/new/new"
+		forbidden   = "/qr?path=admin/index"
+	)
+	wantWidth := map[string]int{"qrcode": 280, "hyaline": 640, "poster": 430}
+	checkPage := func(t *testing.T, results map[string]imgResult) {
+		t.Helper()
+		for id, want := range wantWidth {
+			if got := results[id]; !got.OK || got.Width != want || got.Height != want {
+				t.Errorf("<img id=%s>: %+v, want loaded at %dx%d", id, got, want, want)
+			}
+		}
+		for _, id := range []string{"unpublished", "forbidden"} {
+			if got := results[id]; got.OK {
+				t.Errorf("<img id=%s> loaded, want onerror", id)
+			}
+		}
+	}
+	// status is the one response the browser got for uri, from the network.
+	status := func(t *testing.T, seen map[string][]exchange, uri string) exchange {
+		t.Helper()
+		if len(seen[uri]) != 1 {
+			t.Fatalf("%s: responses %+v, want one", uri, seen[uri])
+		}
+		return seen[uri][0]
+	}
+
+	t.Run("first load", func(t *testing.T) {
+		checkPage(t, loadPage(t, ctx, chromedp.Navigate(s.url+"/"), 5))
+		seen := log.take()
+		t.Logf("responses: %+v", seen)
+		for uri, want := range map[string]exchange{
+			qrcode:      {status: 200, mimeType: "image/jpeg"},
+			hyaline:     {status: 200, mimeType: "image/png"}, // WeChat labels it image/jpeg
+			poster:      {status: 200, mimeType: "image/jpeg"},
+			unpublished: {status: 400, mimeType: "application/json"}, // WeChat's 41030
+			forbidden:   {status: 403, mimeType: "application/json"},
+		} {
+			if got := status(t, seen, uri); got != want {
+				t.Errorf("%s: got %+v, want %+v", uri, got, want)
+			}
+		}
+		// The forbidden code is refused before any call.
+		for path, want := range map[string]int{wechattest.PathQRCode: 1, wechattest.PathWxaCode: 1, wechattest.PathUnlimited: 2} {
+			if got := fake.Calls(path); got != want {
+				t.Errorf("%d calls to %s, want %d", got, path, want)
+			}
+		}
+	})
+	waitCached(t, s.dir, 3)
+
+	t.Run("reload", func(t *testing.T) {
+		checkPage(t, loadPage(t, ctx, chromedp.Reload(), 5))
+		seen := log.take()
+		t.Logf("responses: %+v", seen)
+		// immutable codes come from the browser's cache, or not over the
+		// network at all; the no-cache route is revalidated with a 304.
+		for _, uri := range []string{qrcode, poster} {
+			for _, got := range seen[uri] {
+				if !got.fromCache {
+					t.Errorf("%s on reload: %+v, want the browser's cache", uri, got)
+				}
+			}
+		}
+		if got := status(t, seen, hyaline); got.status != http.StatusNotModified || got.fromCache {
+			t.Errorf("%s on reload: %+v, want a 304 revalidation", hyaline, got)
+		}
+		// Errors are never cached: the unpublished page is asked again.
+		if got := status(t, seen, unpublished); got.status != 400 || got.fromCache {
+			t.Errorf("%s on reload: %+v, want a new 400", unpublished, got)
+		}
+		for path, want := range map[string]int{wechattest.PathQRCode: 1, wechattest.PathWxaCode: 1, wechattest.PathUnlimited: 3} {
+			if got := fake.Calls(path); got != want {
+				t.Errorf("%d calls to %s after the reload, want %d", got, path, want)
+			}
+		}
+	})
+
+	t.Run("hard reload", func(t *testing.T) {
+		// Bypassing its cache, the browser gets each code again from
+		// Caddy's, still with no call to WeChat.
+		if _, err := chromedp.Call(ctx, network.SetCacheDisabled, network.SetCacheDisabledParams{CacheDisabled: true}); err != nil {
+			t.Fatal(err)
+		}
+		checkPage(t, loadPage(t, ctx, chromedp.Reload(), 5))
+		seen := log.take()
+		t.Logf("responses: %+v", seen)
+		for _, uri := range []string{qrcode, hyaline, poster} {
+			if got := status(t, seen, uri); got.status != 200 || got.fromCache {
+				t.Errorf("%s on hard reload: %+v, want a 200 from Caddy", uri, got)
+			}
+		}
+		for path, want := range map[string]int{wechattest.PathQRCode: 1, wechattest.PathWxaCode: 1, wechattest.PathUnlimited: 4} {
+			if got := fake.Calls(path); got != want {
+				t.Errorf("%d calls to %s after the hard reload, want %d", got, path, want)
+			}
+		}
+	})
+}
