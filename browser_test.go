@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -51,11 +52,52 @@ function done(img, ok) {
 </html>
 `
 
-// imgResult is what the page recorded for one <img>.
+// canvasPage draws codes from another origin on a canvas, as a poster
+// generator does, and exports it; %[1]s is the Caddy's origin.
+const canvasPage = `<!doctype html>
+<html>
+<head>
+<meta charset="utf-8">
+<title>poster</title>
+<script>
+window.results = {};
+function draw(img) {
+	try {
+		const c = document.createElement("canvas");
+		c.width = img.naturalWidth;
+		c.height = img.naturalHeight;
+		const g = c.getContext("2d");
+		g.drawImage(img, 0, 0);
+		const px = g.getImageData(0, 0, c.width, c.height).data;
+		let dark = 0;
+		for (let i = 0; i < px.length; i += 4) {
+			if (px[i + 3] > 0 && px[i] < 128) dark++;
+		}
+		c.toDataURL("image/png");
+		window.results[img.id] = {ok: true, width: c.width, height: c.height, dark: dark};
+	} catch (e) {
+		window.results[img.id] = {ok: false, error: e.name};
+	}
+}
+function failed(img) {
+	window.results[img.id] = {ok: false, error: "load"};
+}
+</script>
+</head>
+<body>
+<img id="cors" crossorigin="anonymous" src="%[1]s/poster/id=44" onload="draw(this)" onerror="failed(this)">
+<img id="nocors" crossorigin="anonymous" src="%[1]s/qr?path=pages/index/index" onload="draw(this)" onerror="failed(this)">
+</body>
+</html>
+`
+
+// imgResult is what a page recorded for one <img>.
 type imgResult struct {
-	OK     bool `json:"ok"`
-	Width  int  `json:"width"`
-	Height int  `json:"height"`
+	OK     bool   `json:"ok"`
+	Width  int    `json:"width"`
+	Height int    `json:"height"`
+	Dark   int    `json:"dark"`  // dark pixels drawn on a canvas
+	Error  string `json:"error"` // why a canvas draw failed
 }
 
 // exchange is one response the browser got for an image, as DevTools
@@ -321,4 +363,29 @@ func TestBrowser(t *testing.T) {
 			}
 		}
 	})
+}
+
+// A poster generator on another site draws the codes on a canvas and
+// exports it: that needs CORS, which a route gets with the header
+// directive, as the README says.
+func TestBrowserCanvas(t *testing.T) {
+	ctx := newBrowser(t)
+	fake := newFake(t)
+	s := startSite(t, fake, "", qrBlock(fake, "allow pages/*")+
+		"header /poster/* Access-Control-Allow-Origin *\n\t"+
+		wxBlock(fake, "/poster/*", "api unlimited\nscene {path.1}"))
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprintf(w, canvasPage, s.url)
+	}))
+	t.Cleanup(other.Close)
+
+	results := loadPage(t, ctx, chromedp.Navigate(other.URL), 2)
+	if got := results["cors"]; !got.OK || got.Width != 430 || got.Height != 430 || got.Dark == 0 {
+		t.Errorf("code with CORS on a canvas: %+v, want drawn and exported at 430x430 with dark modules", got)
+	}
+	// Without Access-Control-Allow-Origin, a crossorigin image does not load.
+	if got := results["nocors"]; got.OK || got.Error != "load" {
+		t.Errorf("code without CORS: %+v, want a failed load", got)
+	}
 }
