@@ -576,3 +576,46 @@ func TestTokenFailuresBackedOff(t *testing.T) {
 		t.Fatalf("want a token once the endpoint recovers, got %v", err)
 	}
 }
+
+// refusedStable hands out one token that WeChat has refused, and cannot
+// force a new one.
+type refusedStable struct {
+	mu            sync.Mutex
+	calls, forced int
+}
+
+func (s *refusedStable) Token(context.Context) (*wechat.Token, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls++
+	return &wechat.Token{AccessToken: "refused", Expiry: time.Now().Add(time.Hour)}, nil
+}
+
+func (s *refusedStable) ForceRefresh(context.Context) (*wechat.Token, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.forced++
+	return nil, errors.New("token endpoint down")
+}
+
+// A forced refresh that fails is backed off like any failed refresh, and
+// the refused token is not handed out meanwhile.
+func TestFailedForcedRefreshBackedOff(t *testing.T) {
+	src := &refusedStable{}
+	r := wechat.NewReuseTokenSource(src)
+	ctx := context.Background()
+	if _, err := r.Token(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.Invalidate("refused")
+	for i := range 3 {
+		if tok, err := r.Token(ctx); err == nil {
+			t.Fatalf("call %d: got token %q, want the forced refresh's error", i, tok.AccessToken)
+		}
+	}
+	src.mu.Lock()
+	defer src.mu.Unlock()
+	if src.calls != 2 || src.forced != 1 {
+		t.Errorf("%d token calls and %d forced, want 2 and 1: the failure is backed off", src.calls, src.forced)
+	}
+}

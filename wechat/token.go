@@ -223,6 +223,9 @@ func (r *ReuseTokenSource) refresh(ctx context.Context) (*Token, error) {
 	r.mu.Unlock()
 
 	tok, err := r.src.Token(ctx)
+	if err == nil {
+		tok, err = r.replaceRefused(ctx, tok, dropped)
+	}
 	if err != nil {
 		r.mu.Lock()
 		r.failWait = min(max(2*r.failWait, minFailWait), maxFailWait)
@@ -235,21 +238,6 @@ func (r *ReuseTokenSource) refresh(ctx context.Context) (*Token, error) {
 		}
 		return nil, err
 	}
-	// A stable token source keeps handing out a token that the code APIs
-	// refused; only a forced refresh replaces it.
-	if fr, ok := r.src.(forceRefresher); ok && dropped != "" && tok.AccessToken == dropped {
-		r.mu.Lock()
-		allowed := time.Since(r.forcedAt) >= minForceInterval
-		if allowed {
-			r.forcedAt = time.Now()
-		}
-		r.mu.Unlock()
-		if allowed {
-			if tok, err = fr.ForceRefresh(ctx); err != nil {
-				return nil, err
-			}
-		}
-	}
 
 	early := min(maxEarlyRefresh, time.Until(tok.Expiry)/10)
 	r.mu.Lock()
@@ -259,6 +247,25 @@ func (r *ReuseTokenSource) refresh(ctx context.Context) (*Token, error) {
 	r.failWait, r.retryAt, r.lastErr = 0, time.Time{}, nil
 	r.mu.Unlock()
 	return tok, nil
+}
+
+// replaceRefused returns tok, or a forced refresh's token when tok is the
+// one the code APIs refused: a stable token source keeps handing that out.
+func (r *ReuseTokenSource) replaceRefused(ctx context.Context, tok *Token, dropped string) (*Token, error) {
+	fr, ok := r.src.(forceRefresher)
+	if !ok || dropped == "" || tok.AccessToken != dropped {
+		return tok, nil
+	}
+	r.mu.Lock()
+	allowed := time.Since(r.forcedAt) >= minForceInterval
+	if allowed {
+		r.forcedAt = time.Now()
+	}
+	r.mu.Unlock()
+	if !allowed {
+		return tok, nil
+	}
+	return fr.ForceRefresh(ctx)
 }
 
 // Invalidate drops accessToken if it is still the current token, and only
