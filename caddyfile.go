@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"strconv"
-	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -106,7 +105,7 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err != nil {
 				return d.Errf("bad timeout %q: %v", d.Val(), err)
 			}
-			if dur <= 0 || dur > time.Hour {
+			if dur <= 0 || dur > maxTimeout {
 				return d.Errf("timeout must be above 0 and at most 1h, not %s", d.Val())
 			}
 			h.Timeout = caddy.Duration(dur)

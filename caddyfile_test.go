@@ -211,3 +211,19 @@ func TestSignKeyResolvedAtLoad(t *testing.T) {
 		t.Errorf("want a load error naming the rule, not the key; got %v", err)
 	}
 }
+
+// The JSON is held to the Caddyfile's bounds on timeout.
+func TestJSONTimeoutBounds(t *testing.T) {
+	for timeout, ok := range map[string]bool{`"2h"`: false, `"-1s"`: false, `"1h"`: true, `0`: true} {
+		cfg := fmt.Sprintf(`{"admin":{"disabled":true},"apps":{"http":{"servers":{"s":{"listen":["127.0.0.1:%d"],"routes":[{"handle":[
+			{"handler":"wxqrcode","appid":"wx1","secret":"{env.%s}","allow":["*"],"timeout":%s}]}]}}}}}`, freePort(t), secretEnv, timeout)
+		var c caddy.Config
+		if err := json.Unmarshal([]byte(cfg), &c); err != nil {
+			t.Fatal(err)
+		}
+		err := caddy.Validate(&c)
+		if ok != (err == nil) || (err != nil && !strings.Contains(err.Error(), "timeout must be at most 1h")) {
+			t.Errorf("timeout %s: %v", timeout, err)
+		}
+	}
+}

@@ -169,8 +169,10 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 // Defaults.
 const (
 	defaultTimeout = 10 * time.Second
-	tokenStable    = "stable"
-	tokenClassic   = "classic"
+	// maxTimeout bounds timeout: a request waits that long at most.
+	maxTimeout   = time.Hour
+	tokenStable  = "stable"
+	tokenClassic = "classic"
 )
 
 // tokenPool keeps token sources across config reloads, so a reload asks
@@ -364,8 +366,8 @@ func (h *Handler) checkConfig() error {
 			return err
 		}
 	}
-	if h.Timeout < 0 {
-		return fmt.Errorf("timeout must not be negative")
+	if h.Timeout < 0 || time.Duration(h.Timeout) > maxTimeout {
+		return fmt.Errorf("timeout must be at most 1h and not negative (0 means the default, 10s)")
 	}
 	if h.CacheDir != "" && h.StorageRaw != nil {
 		return fmt.Errorf("use either cache_dir or storage, not both")

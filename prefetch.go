@@ -26,9 +26,11 @@ func prefetchCommand() *cobra.Command {
 		Short: "Fills the cache with the codes of a list",
 		Long: `
 Reads a list of values, one a line (from --file, or standard input), and
-asks the wxqrcode route at --url for the code of each, putting the value in
-the query parameter --param (path by default; scene for unlimited routes)
-beside the fixed parameters of --query. The codes go through the route like
+asks the wxqrcode route at --url for the code of each. A value goes where
+--url has {} (a path segment or a query value, escaped to fit), or else in
+the query parameter --param (path by default; use --param scene for an
+unlimited route that reads {query.scene}), beside the fixed parameters of
+--query. Repeated values are asked once. The codes go through the route like
 any request, so the route's checks, allow globs and caps apply, and the
 cache fills as it would for visitors.
 
@@ -38,10 +40,12 @@ With --key-env naming a variable that holds the route's sign_key, and
 A window cap (429) is waited out when its Retry-After is at most
 --max-wait; a spent budget (403 990421) ends the run. At the end a summary
 counts the codes fetched, those already cached, and failures by errcode.
+The exit status is 1 when a code failed or the budget ran out.
 
-Example:
+Examples:
 
   caddy wxqrcode prefetch --url https://shop.example.com/qr --file paths.txt
+  caddy wxqrcode prefetch --url 'https://shop.example.com/poster/{}' --file scenes.txt
 `,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -49,6 +53,9 @@ Example:
 			flags := cmd.Flags()
 			p.route, _ = flags.GetString("url")
 			p.param, _ = flags.GetString("param")
+			if strings.Contains(p.route, slot) && flags.Changed("param") {
+				return fmt.Errorf("--url has %s for the value: --param does not apply", slot)
+			}
 			p.query, _ = flags.GetString("query")
 			p.concurrency, _ = flags.GetInt("concurrency")
 			p.maxWait, _ = flags.GetDuration("max-wait")
@@ -73,7 +80,7 @@ Example:
 		},
 	}
 	flags := c.Flags()
-	flags.String("url", "", "the URL of the wxqrcode route (required)")
+	flags.String("url", "", "the URL of the wxqrcode route (required); {} in it takes each value")
 	flags.String("param", "path", "the query parameter each line fills")
 	flags.String("query", "", "fixed query parameters for every code, as k=v&k=v")
 	flags.Int("concurrency", 4, "requests at once")
@@ -105,22 +112,36 @@ type prefetcher struct {
 // errBudgetSpent ends a prefetch: no new code can be had.
 var errBudgetSpent = errors.New("the route's budget of new codes is spent")
 
+// slot marks where --url takes each value.
+const slot = "{}"
+
 func (p *prefetcher) run(ctx context.Context, in io.Reader, out, progress io.Writer) error {
 	if p.route == "" {
 		return fmt.Errorf("--url is required")
 	}
-	base, err := url.Parse(p.route)
+	base, err := url.Parse(strings.Replace(p.route, slot, "value", 1))
 	if err != nil || (base.Scheme != "http" && base.Scheme != "https") {
 		return fmt.Errorf("--url must be an http or https URL, not %q", p.route)
+	}
+	if strings.Count(p.route, slot) > 1 {
+		return fmt.Errorf("--url may have %s once", slot)
 	}
 	fixed, err := url.ParseQuery(p.query)
 	if err != nil {
 		return fmt.Errorf("--query: %v", err)
 	}
 	var lines []string
+	seen := map[string]bool{}
+	repeated := 0
 	sc := bufio.NewScanner(in)
 	for sc.Scan() {
-		if line := strings.TrimSpace(sc.Text()); line != "" {
+		line := strings.TrimSpace(sc.Text())
+		switch {
+		case line == "":
+		case seen[line]:
+			repeated++
+		default:
+			seen[line] = true
 			lines = append(lines, line)
 		}
 	}
@@ -144,7 +165,7 @@ func (p *prefetcher) run(ctx context.Context, in io.Reader, out, progress io.Wri
 					continue // not asked
 				default:
 				}
-				p.one(ctx, base, fixed, line)
+				p.one(ctx, fixed, line)
 			}
 		})
 	}
@@ -169,6 +190,9 @@ feed:
 	if left := int64(len(lines)) - done; left > 0 {
 		fmt.Fprintf(out, ", %d not asked", left)
 	}
+	if repeated > 0 {
+		fmt.Fprintf(out, " (%d repeated lines skipped)", repeated)
+	}
 	fmt.Fprintln(out)
 	codes := make([]string, 0, len(p.failed))
 	for code := range p.failed {
@@ -180,6 +204,9 @@ feed:
 	}
 	if p.spent.Load() {
 		return errBudgetSpent
+	}
+	if failed := done - fetched - cached; failed > 0 {
+		return fmt.Errorf("%d of %d codes failed", failed, len(lines))
 	}
 	return nil
 }
@@ -195,16 +222,39 @@ func (p *prefetcher) counts() (done, fetched, cached int64) {
 	return fetched + cached + int64(failed), fetched, cached
 }
 
-// one asks for one code, waiting out a window cap if it is short enough.
-func (p *prefetcher) one(ctx context.Context, base *url.URL, fixed url.Values, line string) {
-	u := *base
-	q := url.Values{}
+// target is the URL asking for the code of value.
+func (p *prefetcher) target(fixed url.Values, value string) (string, error) {
+	raw := p.route
+	placed := false
+	if i := strings.Index(raw, slot); i >= 0 {
+		esc := url.PathEscape
+		if q := strings.IndexByte(raw, '?'); q >= 0 && q < i {
+			esc = url.QueryEscape
+		}
+		raw, placed = raw[:i]+esc(value)+raw[i+len(slot):], true
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", err
+	}
+	q := u.Query()
 	for k, v := range fixed {
 		q[k] = v
 	}
-	q.Set(p.param, line)
+	if !placed {
+		q.Set(p.param, value)
+	}
 	u.RawQuery = q.Encode()
-	target := u.String()
+	return u.String(), nil
+}
+
+// one asks for one code, waiting out a window cap if it is short enough.
+func (p *prefetcher) one(ctx context.Context, fixed url.Values, line string) {
+	target, err := p.target(fixed, line)
+	if err != nil {
+		p.fail("bad_url")
+		return
+	}
 	if p.key != "" {
 		signed, err := signedURL(p.appID, p.api, p.key, target)
 		if err != nil {

@@ -32,11 +32,11 @@ func TestPrefetch(t *testing.T) {
 	before := fake.CodeCalls()
 	start := time.Now()
 	out, err := exec.Command(builtCaddy(t), "wxqrcode", "prefetch", "--url", s.url+"/qr", "--file", file, "--concurrency", "8").CombinedOutput()
-	if err != nil {
-		t.Fatalf("prefetch: %v\n%s", err, out)
+	if exit, ok := err.(*exec.ExitError); !ok || exit.ExitCode() != 1 {
+		t.Fatalf("prefetch with failures: %v, want exit status 1\n%s", err, out)
 	}
 	t.Logf("%s(%v)", out, time.Since(start))
-	for _, want := range []string{"202 codes in", "195 fetched, 5 already cached, 2 failed", "errcode 40159: 1", "errcode 990403: 1"} {
+	for _, want := range []string{"202 codes in", "195 fetched, 5 already cached, 2 failed", "errcode 40159: 1", "errcode 990403: 1", "2 of 202 codes failed"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("summary lacks %q:\n%s", want, out)
 		}
@@ -48,6 +48,32 @@ func TestPrefetch(t *testing.T) {
 	assertImage(t, resp, body, "image/jpeg", 430)
 	if !strings.Contains(resp.Header.Get("Cache-Status"), "hit") {
 		t.Errorf("Cache-Status %q after prefetch, want a hit", resp.Header.Get("Cache-Status"))
+	}
+}
+
+// Each value fills the {} of --url, here the scene in an unlimited
+// route's path; a repeated value is asked once.
+func TestPrefetchIntoPath(t *testing.T) {
+	fake := newFake(t)
+	s := startSite(t, fake, "", wxBlock(fake, "/poster/*", "api unlimited\nscene {path.1}\nwidth {query.w}"))
+	cmd := exec.Command(builtCaddy(t), "wxqrcode", "prefetch", "--url", s.url+"/poster/{}?w=280")
+	cmd.Stdin = strings.NewReader("id=1&from=a\nid=2\nid=1&from=a\nx!y(1)\n")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("prefetch: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "3 codes in") || !strings.Contains(string(out), "3 fetched, 0 already cached, 0 failed (1 repeated lines skipped)") {
+		t.Errorf("summary:\n%s", out)
+	}
+	if n := fake.CodeCalls(); n != 3 {
+		t.Errorf("%d code calls, want 3", n)
+	}
+	for _, uri := range []string{"/poster/id=1&from=a?w=280", "/poster/id=2?w=280", "/poster/x!y(1)?w=280"} {
+		resp, body := s.get(uri)
+		assertImage(t, resp, body, "image/jpeg", 280)
+		if !strings.Contains(resp.Header.Get("Cache-Status"), "hit") {
+			t.Errorf("%s: Cache-Status %q after prefetch, want a hit", uri, resp.Header.Get("Cache-Status"))
+		}
 	}
 }
 
