@@ -185,13 +185,13 @@ feed:
 	bar.done()
 
 	done, fetched, cached := p.counts()
-	fmt.Fprintf(out, "%d codes in %s: %d fetched, %d already cached, %d failed",
-		len(lines), time.Since(start).Round(time.Millisecond), fetched, cached, done-fetched-cached)
+	fmt.Fprintf(out, "%s in %s: %d fetched, %d already cached, %d failed",
+		count(len(lines), "code"), time.Since(start).Round(time.Millisecond), fetched, cached, done-fetched-cached)
 	if left := int64(len(lines)) - done; left > 0 {
 		fmt.Fprintf(out, ", %d not asked", left)
 	}
 	if repeated > 0 {
-		fmt.Fprintf(out, " (%d repeated lines skipped)", repeated)
+		fmt.Fprintf(out, " (%s skipped)", count(repeated, "repeated line"))
 	}
 	fmt.Fprintln(out)
 	codes := make([]string, 0, len(p.failed))
@@ -209,6 +209,14 @@ feed:
 		return fmt.Errorf("%d of %d codes failed", failed, len(lines))
 	}
 	return nil
+}
+
+// count is n things, in the singular or the plural.
+func count(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return strconv.Itoa(n) + " " + thing + "s"
 }
 
 func (p *prefetcher) counts() (done, fetched, cached int64) {

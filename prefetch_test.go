@@ -62,7 +62,7 @@ func TestPrefetchIntoPath(t *testing.T) {
 	if err != nil {
 		t.Fatalf("prefetch: %v\n%s", err, out)
 	}
-	if !strings.Contains(string(out), "3 codes in") || !strings.Contains(string(out), "3 fetched, 0 already cached, 0 failed (1 repeated lines skipped)") {
+	if !strings.Contains(string(out), "3 codes in") || !strings.Contains(string(out), "3 fetched, 0 already cached, 0 failed (1 repeated line skipped)") {
 		t.Errorf("summary:\n%s", out)
 	}
 	if n := fake.CodeCalls(); n != 3 {
