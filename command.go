@@ -2,13 +2,16 @@ package wxqrcode
 
 import (
 	"cmp"
+	"context"
+	"encoding/json"
 	"fmt"
-	"net/url"
+	"net/http"
 	"os"
-	"strings"
+	"sort"
 
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/spf13/cobra"
 )
 
@@ -32,27 +35,60 @@ Tools for the wxqrcode handler.
 
 func signCommand() *cobra.Command {
 	c := &cobra.Command{
-		Use:   "sign --appid <appid> [--api qrcode|wxacode|unlimited] [--key-env <var>] <url>",
+		Use:   "sign (--config <file> [--adapter caddyfile] | --appid <appid> [--api qrcode|wxacode|unlimited] [--key-env <var>]) <url>",
 		Short: "Prints a signed code URL",
 		Long: `
 Prints <url> with the sig parameter that a wxqrcode route with sign_key
-accepts. The URL's query holds the request's parameters as the route reads
-them with its default templates: path (or scene and page) and width.
+accepts.
 
-The key is read from the environment variable named by --key-env
-(default WXQRCODE_SIGN_KEY), so it stays out of the shell history.
+With --config, the route is the wxqrcode handler of the config that serves
+<url>, found by Caddy's own matchers, and its templates, appid and first
+sign_key (placeholders such as {env.WXQRCODE_SIGN_KEY} read from this
+environment) make the signature. Rewrites before the handler are not
+applied.
 
-Example:
+Without --config, the route is one with the default templates: the URL's
+query holds path (or scene and page) and width. --appid and --api are the
+route's, and the key is read from the environment variable named by
+--key-env (default WXQRCODE_SIGN_KEY), so it stays out of the shell history.
 
+Examples:
+
+  caddy wxqrcode sign --config Caddyfile 'https://posters.example.com/poster/A1B2C3.png'
   WXQRCODE_SIGN_KEY=... caddy wxqrcode sign --appid wx0123456789abcdef \
       'https://shop.example.com/qr?path=pages/item/item%3Fid%3D42'
 `,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			appID, _ := cmd.Flags().GetString("appid")
-			api, _ := cmd.Flags().GetString("api")
-			keyEnv, _ := cmd.Flags().GetString("key-env")
-			signed, err := signedURL(appID, api, os.Getenv(keyEnv), args[0])
+			flags := cmd.Flags()
+			r, err := preparedRequest(args[0])
+			if err != nil {
+				return err
+			}
+			var h *Handler
+			if config, _ := flags.GetString("config"); config != "" {
+				for _, f := range []string{"appid", "api", "key-env"} {
+					if flags.Changed(f) {
+						return fmt.Errorf("--%s comes from the config with --config", f)
+					}
+				}
+				adapter, _ := flags.GetString("adapter")
+				raw, err := loadConfig(config, adapter)
+				if err != nil {
+					return err
+				}
+				if h, err = handlerFor(raw, r); err != nil {
+					return err
+				}
+			} else {
+				appID, _ := flags.GetString("appid")
+				api, _ := flags.GetString("api")
+				keyEnv, _ := flags.GetString("key-env")
+				if h, err = defaultHandler(appID, api, os.Getenv(keyEnv)); err != nil {
+					return err
+				}
+			}
+			signed, err := h.signedURL(r)
 			if err != nil {
 				return err
 			}
@@ -60,43 +96,132 @@ Example:
 			return nil
 		},
 	}
-	c.Flags().String("appid", "", "the app's appid, as in the wxqrcode block (required)")
+	c.Flags().String("config", "", "the Caddy config holding the route")
+	c.Flags().String("adapter", "", "the config's adapter (default: caddyfile for files named Caddyfile*)")
+	c.Flags().String("appid", "", "the app's appid, as in the wxqrcode block")
 	c.Flags().String("api", apiQRCode, "the api of the wxqrcode block")
 	c.Flags().String("key-env", "WXQRCODE_SIGN_KEY", "the environment variable holding the key to sign with")
 	return c
 }
 
-// signedURL checks the request in rawURL as a handler with default
-// templates would, and returns rawURL with its signature.
-func signedURL(appID, api, key, rawURL string) (string, error) {
+// defaultHandler is a handler with the default templates, signing with key.
+func defaultHandler(appID, api, key string) (*Handler, error) {
 	if len(key) < minSignKeyLen {
-		return "", fmt.Errorf("the signing key must be at least %d characters", minSignKeyLen)
+		return nil, fmt.Errorf("the signing key must be at least %d characters", minSignKeyLen)
 	}
 	if !validAppID(appID) {
-		return "", fmt.Errorf("--appid is required, like wx0123456789abcdef")
+		return nil, fmt.Errorf("--appid is required, like wx0123456789abcdef")
 	}
 	api = cmp.Or(api, apiQRCode)
 	if err := checkValue("api", api); err != nil {
-		return "", err
+		return nil, err
 	}
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return "", fmt.Errorf("bad URL: %v", err)
+	h := &Handler{API: api, AppID: appID, SignKey: []string{key}}
+	h.resolveConfig()
+	return h, nil
+}
+
+// signedURL checks r, from preparedRequest and the route's matchers, as h
+// would serve it, and returns its URL with its signature under h's first
+// key.
+func (h *Handler) signedURL(r *http.Request) (string, error) {
+	if len(h.signKeys) == 0 || h.signKeys[0] == "" {
+		return "", fmt.Errorf("the route has no sign_key, or its placeholder is empty here")
 	}
-	h := &Handler{API: api, appID: appID, SignKey: []string{key}}
-	h.setTemplateDefaults()
-	query, err := checkQuery(u.RawQuery, h.queryNames)
-	if err != nil {
-		return "", err
-	}
-	repl := caddy.NewReplacer()
-	repl.Map(func(key string) (any, bool) {
-		name, ok := strings.CutPrefix(key, "http.request.uri.query.")
-		return query.Get(name), ok
-	})
-	cr, err := h.resolveRequest(repl)
+	cr, _, err := h.codeRequestOf(r)
 	if err != nil {
 		return "", err
 	}
-	return signURL(u, key, cr.canonical).String(), nil
+	return signURL(r.URL, h.signKeys[0], cr.canonical).String(), nil
+}
+
+// preparedRequest is a GET of rawURL as Caddy hands it to its routes; the
+// matchers fill its replacer as they match.
+func preparedRequest(rawURL string) (*http.Request, error) {
+	r, err := http.NewRequest(http.MethodGet, rawURL, nil)
+	if err != nil || (r.URL.Scheme != "http" && r.URL.Scheme != "https") {
+		return nil, fmt.Errorf("want an http or https URL, not %q", rawURL)
+	}
+	r.RequestURI = r.URL.RequestURI()
+	r.RemoteAddr = "127.0.0.1:0"
+	return caddyhttp.PrepareRequest(r, caddy.NewReplacer(), nil, nil), nil
+}
+
+// routeConfig is the part of a JSON config that routes requests.
+type routeConfig struct {
+	Apps struct {
+		HTTP struct {
+			Servers map[string]struct {
+				Routes caddyhttp.RouteList `json:"routes"`
+			} `json:"servers"`
+		} `json:"http"`
+	} `json:"apps"`
+}
+
+// handlerFor returns the wxqrcode handler of the JSON config raw that
+// serves r, resolved as Provision would, with r matched by Caddy's own
+// matchers.
+func handlerFor(raw []byte, r *http.Request) (*Handler, error) {
+	var cfg routeConfig
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return nil, fmt.Errorf("reading the config: %v", err)
+	}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	names := make([]string, 0, len(cfg.Apps.HTTP.Servers))
+	for name := range cfg.Apps.HTTP.Servers {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		h, err := handlerIn(ctx, cfg.Apps.HTTP.Servers[name].Routes, r)
+		if err != nil || h != nil {
+			return h, err
+		}
+	}
+	return nil, fmt.Errorf("no wxqrcode handler in the config serves %s", r.URL)
+}
+
+// handlerIn walks routes as Caddy would for r, into subroutes, and returns
+// the first wxqrcode handler reached, or nil.
+func handlerIn(ctx caddy.Context, routes caddyhttp.RouteList, r *http.Request) (*Handler, error) {
+	for i := range routes {
+		route := &routes[i]
+		if err := route.ProvisionMatchers(ctx); err != nil {
+			return nil, err
+		}
+		match, err := route.MatcherSets.AnyMatchWithError(r)
+		if err != nil {
+			return nil, err
+		}
+		if !match {
+			continue
+		}
+		for _, raw := range route.HandlersRaw {
+			var head struct {
+				Handler string              `json:"handler"`
+				Routes  caddyhttp.RouteList `json:"routes"`
+			}
+			if err := json.Unmarshal(raw, &head); err != nil {
+				return nil, err
+			}
+			switch head.Handler {
+			case "wxqrcode":
+				h := new(Handler)
+				if err := json.Unmarshal(raw, h); err != nil {
+					return nil, err
+				}
+				h.resolveConfig()
+				return h, nil
+			case "subroute":
+				if h, err := handlerIn(ctx, head.Routes, r); err != nil || h != nil {
+					return h, err
+				}
+			}
+		}
+		if route.Terminal {
+			break
+		}
+	}
+	return nil, nil
 }

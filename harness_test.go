@@ -132,6 +132,8 @@ type site struct {
 	url  string // http://127.0.0.1:port
 	dir  string // the default storage's root
 	fake *wechattest.Server
+	// config is the site's Caddyfile.
+	config string
 }
 
 // caddyfile wraps site directives in a Caddyfile for a test: debug logs
@@ -180,7 +182,8 @@ func startSite(t *testing.T, fake *wechattest.Server, dir, directives string) *s
 		dir = t.TempDir()
 	}
 	port := freePort(t)
-	cfg, err := adapt(caddyfile(t, port, dir, directives))
+	text := caddyfile(t, port, dir, directives)
+	cfg, err := adapt(text)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -188,7 +191,7 @@ func startSite(t *testing.T, fake *wechattest.Server, dir, directives string) *s
 		t.Fatalf("loading config: %v", err)
 	}
 	t.Cleanup(func() { _ = caddy.Stop() })
-	return &site{t: t, port: port, url: fmt.Sprintf("http://127.0.0.1:%d", port), dir: dir, fake: fake}
+	return &site{t: t, port: port, url: fmt.Sprintf("http://127.0.0.1:%d", port), dir: dir, fake: fake, config: text}
 }
 
 func adapt(caddyfile string) ([]byte, error) {

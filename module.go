@@ -184,10 +184,9 @@ type pooledTokens struct{ *wechat.ReuseTokenSource }
 
 func (pooledTokens) Destruct() error { return nil }
 
-// Provision resolves the credentials, sets defaults and opens the storage.
-func (h *Handler) Provision(ctx caddy.Context) error {
-	h.logger = ctx.Logger()
-	h.faults = newFaultLog(h.logger)
+// resolveConfig resolves the credentials and keys with global placeholders,
+// and sets the defaults: what Provision does before it opens anything.
+func (h *Handler) resolveConfig() {
 	repl := caddy.NewReplacer()
 	h.appID = repl.ReplaceAll(h.AppID, "")
 	h.secret = repl.ReplaceAll(h.Secret, "")
@@ -207,6 +206,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	for _, k := range h.SignKey {
 		h.signKeys = append(h.signKeys, repl.ReplaceAll(k, ""))
 	}
+}
+
+// Provision resolves the credentials, sets defaults and opens the storage.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	h.faults = newFaultLog(h.logger)
+	h.resolveConfig()
 
 	storage, err := h.openStorage(ctx)
 	if err != nil {
@@ -471,17 +477,13 @@ func (h *Handler) Cleanup() error {
 	return errors.Join(errs...)
 }
 
-// ServeHTTP answers with the code image, or with a JSON error.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		h.fail(w, nil, localProblem(http.StatusMethodNotAllowed, codeMethod, "wxqrcode: only GET and HEAD are allowed"))
-		return nil
-	}
+// codeRequestOf resolves the templates for r, a request prepared by Caddy,
+// and checks the result against WeChat's rules and allow. It returns the
+// query too, for the signature.
+func (h *Handler) codeRequestOf(r *http.Request) (*codeRequest, url.Values, error) {
 	query, err := checkQuery(r.URL.RawQuery, h.queryNames)
 	if err != nil {
-		h.fail(w, nil, err)
-		return nil
+		return nil, nil, err
 	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	// Caddy's replacer would parse the query again for each placeholder.
@@ -490,11 +492,24 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	}
 	cr, err := h.resolveRequest(repl)
 	if err != nil {
-		h.fail(w, cr, err)
-		return nil
+		return cr, query, err
 	}
 	if !h.allowed(cr.subject) {
-		h.fail(w, cr, localProblem(http.StatusForbidden, codeNotAllowed, "wxqrcode: this path may not be generated here (see allow)"))
+		return cr, query, localProblem(http.StatusForbidden, codeNotAllowed, "wxqrcode: this path may not be generated here (see allow)")
+	}
+	return cr, query, nil
+}
+
+// ServeHTTP answers with the code image, or with a JSON error.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		h.fail(w, nil, localProblem(http.StatusMethodNotAllowed, codeMethod, "wxqrcode: only GET and HEAD are allowed"))
+		return nil
+	}
+	cr, query, err := h.codeRequestOf(r)
+	if err != nil {
+		h.fail(w, cr, err)
 		return nil
 	}
 	if len(h.signKeys) > 0 {

@@ -98,6 +98,7 @@ type prefetcher struct {
 	concurrency         int
 	maxWait             time.Duration
 	key, appID, api     string
+	signer              *Handler // signs each URL when key is set
 	client              *http.Client
 
 	fetched, cached atomic.Int64
@@ -129,6 +130,11 @@ func (p *prefetcher) run(ctx context.Context, in io.Reader, out, progress io.Wri
 	fixed, err := url.ParseQuery(p.query)
 	if err != nil {
 		return fmt.Errorf("--query: %v", err)
+	}
+	if p.key != "" {
+		if p.signer, err = defaultHandler(p.appID, p.api, p.key); err != nil {
+			return err
+		}
 	}
 	var lines []string
 	seen := map[string]bool{}
@@ -263,8 +269,13 @@ func (p *prefetcher) one(ctx context.Context, fixed url.Values, line string) {
 		p.fail("bad_url")
 		return
 	}
-	if p.key != "" {
-		signed, err := signedURL(p.appID, p.api, p.key, target)
+	if p.signer != nil {
+		r, err := preparedRequest(target)
+		if err != nil {
+			p.fail("bad_url")
+			return
+		}
+		signed, err := p.signer.signedURL(r)
 		if err != nil {
 			p.fail("unsigned")
 			return

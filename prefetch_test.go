@@ -131,3 +131,29 @@ func TestStats(t *testing.T) {
 		t.Errorf("stats --config: %v\n%s", err, out)
 	}
 }
+
+// With --key-env, each URL is signed for a route with sign_key.
+func TestPrefetchSigned(t *testing.T) {
+	fake := newFake(t)
+	t.Setenv(signKeyEnv, signKey)
+	s := startSite(t, fake, "", qrBlock(fake, "sign_key {env."+signKeyEnv+"}"))
+	run := func(args ...string) (string, error) {
+		cmd := exec.Command(builtCaddy(t), append([]string{"wxqrcode", "prefetch", "--url", s.url + "/qr?width=280"}, args...)...)
+		cmd.Stdin = strings.NewReader("pages/a/a\npages/b/b?id=1\n")
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := run(); err == nil || !strings.Contains(out, "errcode 990411: 2") {
+		t.Errorf("unsigned prefetch on a signed route: %v\n%s", err, out)
+	}
+	out, err := run("--key-env", signKeyEnv, "--appid", testAppID)
+	if err != nil || !strings.Contains(out, "2 fetched, 0 already cached, 0 failed") {
+		t.Fatalf("signed prefetch: %v\n%s", err, out)
+	}
+	if out, err := run("--key-env", signKeyEnv); err == nil || !strings.Contains(out, "--appid is required") {
+		t.Errorf("signing without --appid: %v\n%s", err, out)
+	}
+	if n := fake.CodeCalls(); n != 2 {
+		t.Errorf("%d code calls, want 2", n)
+	}
+}

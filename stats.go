@@ -59,21 +59,9 @@ func statsStorage(config, adapter, dir string) (certmagic.Storage, error) {
 		}
 		return &certmagic.FileStorage{Path: dir}, nil
 	}
-	raw, err := os.ReadFile(config)
+	raw, err := loadConfig(config, adapter)
 	if err != nil {
 		return nil, err
-	}
-	if adapter == "" && strings.HasPrefix(path.Base(config), "Caddyfile") {
-		adapter = "caddyfile"
-	}
-	if adapter != "" {
-		a := caddyconfig.GetAdapter(adapter)
-		if a == nil {
-			return nil, fmt.Errorf("no config adapter %q", adapter)
-		}
-		if raw, _, err = a.Adapt(raw, map[string]any{"filename": config}); err != nil {
-			return nil, err
-		}
 	}
 	var cfg struct {
 		Storage json.RawMessage `json:"storage"`
@@ -110,6 +98,27 @@ func statsStorage(config, adapter, dir string) (certmagic.Storage, error) {
 		return nil, err
 	}
 	return mod.(caddy.StorageConverter).CertMagicStorage()
+}
+
+// loadConfig reads a config file as JSON, adapting it if it is not JSON.
+func loadConfig(config, adapter string) ([]byte, error) {
+	raw, err := os.ReadFile(config)
+	if err != nil {
+		return nil, err
+	}
+	if adapter == "" && strings.HasPrefix(path.Base(config), "Caddyfile") {
+		adapter = "caddyfile"
+	}
+	if adapter != "" {
+		a := caddyconfig.GetAdapter(adapter)
+		if a == nil {
+			return nil, fmt.Errorf("no config adapter %q", adapter)
+		}
+		if raw, _, err = a.Adapt(raw, map[string]any{"filename": config}); err != nil {
+			return nil, err
+		}
+	}
+	return raw, nil
 }
 
 // findHandlers returns every wxqrcode handler in a JSON config.
