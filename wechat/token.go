@@ -3,7 +3,6 @@ package wechat
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"net/url"
 	"sync"
@@ -264,14 +263,12 @@ func (r *ReuseTokenSource) replaceRefused(ctx context.Context, tok *Token, dropp
 	}
 	r.mu.Unlock()
 	if !allowed {
-		return nil, errRefusedToken
+		// Too soon to force another: this token is the best there is, and
+		// if WeChat refuses it again, its own error reaches the client.
+		return tok, nil
 	}
 	return fr.ForceRefresh(ctx)
 }
-
-// errRefusedToken: the source hands out a token the code APIs refused, and
-// the last forced refresh is too recent for another.
-var errRefusedToken = errors.New("wechat: the token endpoint hands out a token that was refused, and a forced refresh is allowed only every 30s")
 
 // Invalidate drops accessToken if it is still the current token, and only
 // then: a caller holding an older token must not throw away a newer one. A
