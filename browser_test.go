@@ -105,7 +105,8 @@ type imgResult struct {
 type exchange struct {
 	status    int64
 	mimeType  string
-	fromCache bool // from the browser's memory or disk cache
+	fromCache bool   // from the browser's memory or disk cache
+	corsError string // why CORS blocked it, if it did
 }
 
 // netLog collects the browser's responses by URL path and query.
@@ -128,6 +129,11 @@ func (l *netLog) listen(ev any) {
 	case *network.EventRequestServedFromCache:
 		uri := l.urls[ev.RequestID]
 		l.exchanges[uri] = append(l.exchanges[uri], exchange{status: 200, fromCache: true})
+	case *network.EventLoadingFailed:
+		if ev.CorsErrorStatus != nil {
+			uri := l.urls[ev.RequestID]
+			l.exchanges[uri] = append(l.exchanges[uri], exchange{corsError: string(ev.CorsErrorStatus.CorsError)})
+		}
 	case *network.EventResponseReceived:
 		uri := l.urls[ev.RequestID]
 		fromCache := ev.Response.FromDiskCache || ev.Response.FromPrefetchCache
@@ -186,14 +192,16 @@ func newBrowser(t *testing.T) context.Context {
 		chromedp.Flag("disable-sync", true),
 		chromedp.WindowSize(1280, 900),
 	)
-	ctx, cancelTimeout := context.WithTimeout(context.Background(), 90*time.Second)
-	ctx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	// No deadline here: each step has its own, so that a step that times
+	// out leaves the browser up for the screenshot.
+	ctx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelBrowser := chromedp.NewContext(ctx, chromedp.WithLogf(t.Logf))
 	t.Cleanup(func() {
 		cancelBrowser()
 		cancelAlloc()
-		cancelTimeout()
 	})
+	// The first action starts the browser, which lives as long as the
+	// context it is given: this one.
 	if err := chromedp.Do(ctx); err != nil {
 		t.Fatalf("starting chromium: %v", err)
 	}
@@ -205,7 +213,9 @@ func newBrowser(t *testing.T) context.Context {
 		if dir == "" {
 			dir = filepath.Join(os.TempDir(), "wxqrcode-screenshots")
 		}
-		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		shot, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		png, err := chromedp.Run(shot, chromedp.FullScreenshot(100))
 		if err != nil {
 			t.Logf("no screenshot: %v", err)
 			return
@@ -227,11 +237,14 @@ func newBrowser(t *testing.T) context.Context {
 // loadPage runs the navigation and waits for every <img> to report.
 func loadPage(t *testing.T, ctx context.Context, navigate chromedp.Action[chromedp.Void], images int) map[string]imgResult {
 	t.Helper()
+	// Navigating waits for the load event, which waits for every image.
+	step, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	all := fmt.Sprintf("Object.keys(window.results || {}).length === %d", images)
-	if err := chromedp.Do(ctx, navigate, chromedp.Poll[chromedp.Void](all, chromedp.WithPollingTimeout(30*time.Second))); err != nil {
+	if err := chromedp.Do(step, navigate, chromedp.Poll[chromedp.Void](all)); err != nil {
 		t.Fatalf("loading the page: %v", err)
 	}
-	results, err := chromedp.Run(ctx, chromedp.Evaluate[map[string]imgResult]("window.results"))
+	results, err := chromedp.Run(step, chromedp.Evaluate[map[string]imgResult]("window.results"))
 	if err != nil {
 		t.Fatalf("reading the page's results: %v", err)
 	}
@@ -380,12 +393,28 @@ func TestBrowserCanvas(t *testing.T) {
 	}))
 	t.Cleanup(other.Close)
 
+	log := newNetLog()
+	if err := chromedp.Listen(ctx, log.listen); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Call(ctx, network.Enable, network.EnableParams{}); err != nil {
+		t.Fatal(err)
+	}
 	results := loadPage(t, ctx, chromedp.Navigate(other.URL), 2)
 	if got := results["cors"]; !got.OK || got.Width != 430 || got.Height != 430 || got.Dark == 0 {
 		t.Errorf("code with CORS on a canvas: %+v, want drawn and exported at 430x430 with dark modules", got)
 	}
-	// Without Access-Control-Allow-Origin, a crossorigin image does not load.
+	// Without Access-Control-Allow-Origin, a crossorigin image does not
+	// load, although Caddy answered with the code.
 	if got := results["nocors"]; got.OK || got.Error != "load" {
 		t.Errorf("code without CORS: %+v, want a failed load", got)
+	}
+	seen := log.take()
+	t.Logf("responses: %+v", seen)
+	if n := fake.Calls(wechattest.PathQRCode); n != 1 {
+		t.Errorf("%d calls for the code without CORS, want 1: Caddy made and sent it", n)
+	}
+	if got := seen["/qr?path=pages/index/index"]; len(got) != 1 || got[0].corsError != "MissingAllowOriginHeader" {
+		t.Errorf("the code without CORS: %+v, want one blocked for a missing Access-Control-Allow-Origin", got)
 	}
 }

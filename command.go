@@ -2,12 +2,10 @@ package wxqrcode
 
 import (
 	"cmp"
-	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
-	"sort"
 
 	"github.com/caddyserver/caddy/v2"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
@@ -42,10 +40,10 @@ Prints <url> with the sig parameter that a wxqrcode route with sign_key
 accepts.
 
 With --config, the route is the wxqrcode handler of the config that serves
-<url>, found by Caddy's own matchers, and its templates, appid and first
-sign_key (placeholders such as {env.WXQRCODE_SIGN_KEY} read from this
-environment) make the signature. Rewrites before the handler are not
-applied.
+<url>, found as Caddy would: the server listening on the URL's port, its
+matchers, route groups, subroutes and rewrites. Its templates, appid and
+first sign_key (placeholders such as {env.WXQRCODE_SIGN_KEY} read from this
+environment) make the signature.
 
 Without --config, the route is one with the default templates: the URL's
 query holds path (or scene and page) and width. --appid and --api are the
@@ -65,19 +63,15 @@ Examples:
 			if err != nil {
 				return err
 			}
+			u := *r.URL // a rewrite on the way to the handler changes r
 			var h *Handler
-			if config, _ := flags.GetString("config"); config != "" {
-				for _, f := range []string{"appid", "api", "key-env"} {
-					if flags.Changed(f) {
-						return fmt.Errorf("--%s comes from the config with --config", f)
-					}
-				}
-				adapter, _ := flags.GetString("adapter")
-				raw, err := loadConfig(config, adapter)
-				if err != nil {
-					return err
-				}
-				if h, err = handlerFor(raw, r); err != nil {
+			finder, err := finderFromFlags(cmd)
+			if err != nil {
+				return err
+			}
+			if finder != nil {
+				defer finder.Close()
+				if h, err = finder.find(r); err != nil {
 					return err
 				}
 			} else {
@@ -88,7 +82,7 @@ Examples:
 					return err
 				}
 			}
-			signed, err := h.signedURL(r)
+			signed, err := h.signedURL(r, &u)
 			if err != nil {
 				return err
 			}
@@ -104,6 +98,27 @@ Examples:
 	return c
 }
 
+// finderFromFlags reads the --config of cmd, which replaces the flags that
+// describe a route; it returns nil without --config.
+func finderFromFlags(cmd *cobra.Command) (*routeFinder, error) {
+	flags := cmd.Flags()
+	config, _ := flags.GetString("config")
+	if config == "" {
+		return nil, nil
+	}
+	for _, f := range []string{"appid", "api", "key-env"} {
+		if flags.Changed(f) {
+			return nil, fmt.Errorf("--%s comes from the config with --config", f)
+		}
+	}
+	adapter, _ := flags.GetString("adapter")
+	raw, err := loadConfig(config, adapter)
+	if err != nil {
+		return nil, err
+	}
+	return newRouteFinder(raw)
+}
+
 // defaultHandler is a handler with the default templates, signing with key.
 func defaultHandler(appID, api, key string) (*Handler, error) {
 	if len(key) < minSignKeyLen {
@@ -116,15 +131,17 @@ func defaultHandler(appID, api, key string) (*Handler, error) {
 	if err := checkValue("api", api); err != nil {
 		return nil, err
 	}
-	h := &Handler{API: api, AppID: appID, SignKey: []string{key}}
+	h := &Handler{API: api, AppID: appID}
 	h.resolveConfig()
+	// The key as given: the route resolved its placeholders once, at load.
+	h.signKeys = []string{key}
 	return h, nil
 }
 
 // signedURL checks r, from preparedRequest and the route's matchers, as h
-// would serve it, and returns its URL with its signature under h's first
-// key.
-func (h *Handler) signedURL(r *http.Request) (string, error) {
+// would serve it, and returns u, the URL asked for, with r's signature
+// under h's first key.
+func (h *Handler) signedURL(r *http.Request, u *url.URL) (string, error) {
 	if len(h.signKeys) == 0 || h.signKeys[0] == "" {
 		return "", fmt.Errorf("the route has no sign_key, or its placeholder is empty here")
 	}
@@ -132,7 +149,7 @@ func (h *Handler) signedURL(r *http.Request) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return signURL(r.URL, h.signKeys[0], cr.canonical).String(), nil
+	return signURL(u, h.signKeys[0], cr.canonical).String(), nil
 }
 
 // preparedRequest is a GET of rawURL as Caddy hands it to its routes; the
@@ -145,83 +162,4 @@ func preparedRequest(rawURL string) (*http.Request, error) {
 	r.RequestURI = r.URL.RequestURI()
 	r.RemoteAddr = "127.0.0.1:0"
 	return caddyhttp.PrepareRequest(r, caddy.NewReplacer(), nil, nil), nil
-}
-
-// routeConfig is the part of a JSON config that routes requests.
-type routeConfig struct {
-	Apps struct {
-		HTTP struct {
-			Servers map[string]struct {
-				Routes caddyhttp.RouteList `json:"routes"`
-			} `json:"servers"`
-		} `json:"http"`
-	} `json:"apps"`
-}
-
-// handlerFor returns the wxqrcode handler of the JSON config raw that
-// serves r, resolved as Provision would, with r matched by Caddy's own
-// matchers.
-func handlerFor(raw []byte, r *http.Request) (*Handler, error) {
-	var cfg routeConfig
-	if err := json.Unmarshal(raw, &cfg); err != nil {
-		return nil, fmt.Errorf("reading the config: %v", err)
-	}
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	defer cancel()
-	names := make([]string, 0, len(cfg.Apps.HTTP.Servers))
-	for name := range cfg.Apps.HTTP.Servers {
-		names = append(names, name)
-	}
-	sort.Strings(names)
-	for _, name := range names {
-		h, err := handlerIn(ctx, cfg.Apps.HTTP.Servers[name].Routes, r)
-		if err != nil || h != nil {
-			return h, err
-		}
-	}
-	return nil, fmt.Errorf("no wxqrcode handler in the config serves %s", r.URL)
-}
-
-// handlerIn walks routes as Caddy would for r, into subroutes, and returns
-// the first wxqrcode handler reached, or nil.
-func handlerIn(ctx caddy.Context, routes caddyhttp.RouteList, r *http.Request) (*Handler, error) {
-	for i := range routes {
-		route := &routes[i]
-		if err := route.ProvisionMatchers(ctx); err != nil {
-			return nil, err
-		}
-		match, err := route.MatcherSets.AnyMatchWithError(r)
-		if err != nil {
-			return nil, err
-		}
-		if !match {
-			continue
-		}
-		for _, raw := range route.HandlersRaw {
-			var head struct {
-				Handler string              `json:"handler"`
-				Routes  caddyhttp.RouteList `json:"routes"`
-			}
-			if err := json.Unmarshal(raw, &head); err != nil {
-				return nil, err
-			}
-			switch head.Handler {
-			case "wxqrcode":
-				h := new(Handler)
-				if err := json.Unmarshal(raw, h); err != nil {
-					return nil, err
-				}
-				h.resolveConfig()
-				return h, nil
-			case "subroute":
-				if h, err := handlerIn(ctx, head.Routes, r); err != nil || h != nil {
-					return h, err
-				}
-			}
-		}
-		if route.Terminal {
-			break
-		}
-	}
-	return nil, nil
 }

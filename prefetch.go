@@ -34,8 +34,13 @@ unlimited route that reads {query.scene}), beside the fixed parameters of
 any request, so the route's checks, allow globs and caps apply, and the
 cache fills as it would for visitors.
 
-With --key-env naming a variable that holds the route's sign_key, and
---appid and --api as in the route, each URL is signed.
+For routes with sign_key, each URL is signed: with --config, for the route
+of that Caddy config that serves it (as caddy wxqrcode sign --config does),
+or with --key-env naming a variable that holds the key, and --appid and
+--api as in a route with the default templates.
+
+A value holding "/" cannot fill a path segment ({} before any "?"): the
+route would see two segments. It fails as slash_in_path.
 
 A window cap (429) is waited out when its Retry-After is at most
 --max-wait; a spent budget (403 990421) ends the run. At the end a summary
@@ -61,6 +66,13 @@ Examples:
 			p.maxWait, _ = flags.GetDuration("max-wait")
 			p.appID, _ = flags.GetString("appid")
 			p.api, _ = flags.GetString("api")
+			var err error
+			if p.finder, err = finderFromFlags(cmd); err != nil {
+				return err
+			}
+			if p.finder != nil {
+				defer p.finder.Close()
+			}
 			if env, _ := flags.GetString("key-env"); env != "" {
 				p.key = os.Getenv(env)
 				if p.key == "" {
@@ -86,6 +98,8 @@ Examples:
 	flags.Int("concurrency", 4, "requests at once")
 	flags.Duration("max-wait", time.Minute, "the longest Retry-After of a cap to wait out")
 	flags.String("file", "", "the list, one value a line (default: standard input)")
+	flags.String("config", "", "the Caddy config holding the route, to sign each URL for it")
+	flags.String("adapter", "", "the config's adapter (default: caddyfile for files named Caddyfile*)")
 	flags.String("key-env", "", "the environment variable holding the route's sign_key, to sign each URL")
 	flags.String("appid", "", "the route's appid, for signing")
 	flags.String("api", apiQRCode, "the route's api, for signing")
@@ -98,7 +112,8 @@ type prefetcher struct {
 	concurrency         int
 	maxWait             time.Duration
 	key, appID, api     string
-	signer              *Handler // signs each URL when key is set
+	signer              *Handler     // signs each URL when key is set
+	finder              *routeFinder // finds the route that signs each URL
 	client              *http.Client
 
 	fetched, cached atomic.Int64
@@ -127,6 +142,7 @@ func (p *prefetcher) run(ctx context.Context, in io.Reader, out, progress io.Wri
 	if strings.Count(p.route, slot) > 1 {
 		return fmt.Errorf("--url may have %s once", slot)
 	}
+
 	fixed, err := url.ParseQuery(p.query)
 	if err != nil {
 		return fmt.Errorf("--query: %v", err)
@@ -236,14 +252,21 @@ func (p *prefetcher) counts() (done, fetched, cached int64) {
 	return fetched + cached + int64(failed), fetched, cached
 }
 
+// slotInPath tells whether route takes the value in its path, before any
+// query.
+func slotInPath(route string) bool {
+	i, q := strings.Index(route, slot), strings.IndexByte(route, '?')
+	return i >= 0 && (q < 0 || i < q)
+}
+
 // target is the URL asking for the code of value.
 func (p *prefetcher) target(fixed url.Values, value string) (string, error) {
 	raw := p.route
 	placed := false
 	if i := strings.Index(raw, slot); i >= 0 {
-		esc := url.PathEscape
-		if q := strings.IndexByte(raw, '?'); q >= 0 && q < i {
-			esc = url.QueryEscape
+		esc := url.QueryEscape
+		if slotInPath(raw) {
+			esc = url.PathEscape
 		}
 		raw, placed = raw[:i]+esc(value)+raw[i+len(slot):], true
 	}
@@ -262,25 +285,43 @@ func (p *prefetcher) target(fixed url.Values, value string) (string, error) {
 	return u.String(), nil
 }
 
+// sign returns target signed for its route, or as it is for a route
+// without sign_key.
+func (p *prefetcher) sign(target string) (string, error) {
+	if p.signer == nil && p.finder == nil {
+		return target, nil
+	}
+	r, err := preparedRequest(target)
+	if err != nil {
+		return "", err
+	}
+	u := *r.URL // a rewrite on the way to the handler changes r
+	h := p.signer
+	if h == nil {
+		if h, err = p.finder.find(r); err != nil {
+			return "", err
+		}
+		if len(h.SignKey) == 0 {
+			return target, nil
+		}
+	}
+	return h.signedURL(r, &u)
+}
+
 // one asks for one code, waiting out a window cap if it is short enough.
 func (p *prefetcher) one(ctx context.Context, fixed url.Values, line string) {
+	if slotInPath(p.route) && strings.Contains(line, "/") {
+		p.fail("slash_in_path")
+		return
+	}
 	target, err := p.target(fixed, line)
 	if err != nil {
 		p.fail("bad_url")
 		return
 	}
-	if p.signer != nil {
-		r, err := preparedRequest(target)
-		if err != nil {
-			p.fail("bad_url")
-			return
-		}
-		signed, err := p.signer.signedURL(r)
-		if err != nil {
-			p.fail("unsigned")
-			return
-		}
-		target = signed
+	if target, err = p.sign(target); err != nil {
+		p.fail("unsigned")
+		return
 	}
 	for {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)

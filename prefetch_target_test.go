@@ -13,7 +13,7 @@ func TestPrefetchTarget(t *testing.T) {
 		{"http://h/qr?width=280", "path", "", "a", "http://h/qr?path=a&width=280"},
 		{"http://h/p", "scene", "page=pages/a/a", "id=1", "http://h/p?page=pages%2Fa%2Fa&scene=id%3D1"},
 		{"http://h/poster/{}", "path", "", "id=1&x=2", "http://h/poster/id=1&x=2"},
-		{"http://h/poster/{}", "path", "", "a/b c", "http://h/poster/a%2Fb%20c"},
+		{"http://h/poster/{}", "path", "", "a b?c#d%", "http://h/poster/a%20b%3Fc%23d%25"},
 		{"http://h/poster/{}?w=280", "path", "", "k", "http://h/poster/k?w=280"},
 		{"http://h/qr?path={}&width=280", "path", "", "p?id=1&b", "http://h/qr?path=p%3Fid%3D1%26b&width=280"},
 	}

@@ -110,6 +110,7 @@ func TestSignCommandConfig(t *testing.T) {
 	s := startSite(t, fake, "", `@poster path_regexp poster ^/poster/([0-9A-Za-z]{1,32})\.png$
 	`+wxBlock(fake, "@poster", "api unlimited\nscene {re.poster.1}\npage pages/item/item\nwidth 600\nis_hyaline true\nline_color \"#1a1a1a\"\nsign_key {env."+signKeyEnv+"}")+
 		qrBlock(fake, "allow pages/*\nsign_key {env."+signKeyEnv+"} "+oldSignKey)+
+		"handle_path /p/* {\n\t"+wxBlock(fake, "", "api unlimited\nscene {path.0}\nsign_key {env."+signKeyEnv+"}")+"}\n\t"+
 		`respond /other "not a code"`)
 	config := filepath.Join(t.TempDir(), "Caddyfile")
 	if err := os.WriteFile(config, []byte(s.config), 0o600); err != nil {
@@ -125,6 +126,7 @@ func TestSignCommandConfig(t *testing.T) {
 	}{
 		{"/poster/A1B2C3.png", "image/png", 600},
 		{"/qr?path=pages%2Findex%2Findex&width=300", "image/jpeg", 300},
+		{"/p/id=7", "image/jpeg", 430}, // signed for the stripped path
 	} {
 		signed, err := sign("--config", config, s.url+tc.uri)
 		if err != nil || !strings.HasPrefix(signed, s.url) || !strings.Contains(signed, "sig=") {
@@ -145,5 +147,18 @@ func TestSignCommandConfig(t *testing.T) {
 		if out, err := sign(tc.args...); err == nil || !strings.Contains(out, tc.want) {
 			t.Errorf("sign %v: %v: %s, want an error saying %q", tc.args, err, out, tc.want)
 		}
+	}
+
+	// prefetch --config signs each URL for its route the same way.
+	before := fake.CodeCalls()
+	cmd := exec.Command(builtCaddy(t), "wxqrcode", "prefetch", "--config", config, "--url", s.url+"/p/{}")
+	cmd.Stdin = strings.NewReader("id=7\nid=8\nid=9\na/b\n")
+	out, err := cmd.CombinedOutput()
+	if exit, ok := err.(*exec.ExitError); !ok || exit.ExitCode() != 1 ||
+		!strings.Contains(string(out), "2 fetched, 1 already cached, 1 failed") || !strings.Contains(string(out), "errcode slash_in_path: 1") {
+		t.Errorf("prefetch --config: %v\n%s", err, out)
+	}
+	if n := fake.CodeCalls() - before; n != 2 {
+		t.Errorf("%d code calls, want 2", n)
 	}
 }
