@@ -1,7 +1,10 @@
 // Package wechat is a client for WeChat's mini-program code APIs
-// (wxacode.createQRCode, wxacode.get and wxacode.getUnlimited) and its
-// access token endpoints. It knows nothing of Caddy and can be used as a
-// plain Go library.
+// (wxacode.createQRCode, wxacode.get and wxacode.getUnlimited), the
+// official account's parametric codes (qrcode.create) and the access token
+// endpoints. Tokens come from WeChat's stable or classic endpoint, from a
+// company's central token server (URLTokenSource), or not at all
+// (NoToken, for WeChat Cloud Hosting). It knows nothing of Caddy and can be
+// used as a plain Go library.
 //
 // WeChat answers failures with HTTP 200 and a JSON body, and may send a PNG
 // labelled image/jpeg, so replies are told apart by their bytes. Access
