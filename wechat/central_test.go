@@ -147,7 +147,10 @@ func TestURLTokenFailuresBackedOff(t *testing.T) {
 		tries int // requests per refresh
 	}{
 		{"down", wechattest.Fault{Status: 503, Body: []byte("<html>down</html>")},
-			func(err error) bool { var serr *wechat.StatusError; return errors.As(err, &serr) && serr.StatusCode == 503 },
+			func(err error) bool {
+				var serr *wechat.StatusError
+				return errors.As(err, &serr) && serr.StatusCode == 503
+			},
 			1 + wechat.DefaultRetries},
 		{"reset", wechattest.Fault{Reset: true},
 			func(err error) bool { return err != nil && strings.Contains(err.Error(), wechattest.PathCentralToken) },
