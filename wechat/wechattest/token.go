@@ -128,7 +128,7 @@ func (s *Server) serveClassicToken(in inbound) reply {
 }
 
 // authorize returns the errcode a code API gives for the request's
-// access_token, or 0 when it is live.
+// access_token, or 0 when it is live, or absent in no-token mode.
 func (s *Server) authorize(in inbound) int {
 	tok := in.r.URL.Query().Get("access_token")
 	s.mu.Lock()
