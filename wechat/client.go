@@ -1,7 +1,10 @@
 // Package wechat is a client for WeChat's mini-program code APIs
-// (wxacode.createQRCode, wxacode.get and wxacode.getUnlimited) and its
-// access token endpoints. It knows nothing of Caddy and can be used as a
-// plain Go library.
+// (wxacode.createQRCode, wxacode.get and wxacode.getUnlimited), the
+// official account's parametric codes (qrcode.create) and the access token
+// endpoints. Tokens come from WeChat's stable or classic endpoint, from a
+// company's central token server (URLTokenSource), or not at all
+// (NoToken, for WeChat Cloud Hosting). It knows nothing of Caddy and can be
+// used as a plain Go library.
 //
 // WeChat answers failures with HTTP 200 and a JSON body, and may send a PNG
 // labelled image/jpeg, so replies are told apart by their bytes. Access
@@ -53,7 +56,8 @@ type Client struct {
 	HTTPClient *http.Client
 	// Tokens supplies access tokens. If it is an Invalidator, a token that
 	// WeChat refuses (40001, 40014, 42001) is dropped and the call retried
-	// once with a fresh one.
+	// once with a fresh one. NoToken makes calls without an access token,
+	// for WeChat Cloud Hosting's open API service; nil is an error.
 	Tokens TokenSource
 	// MaxReplySize caps a reply's bytes; 0 means DefaultMaxReplySize.
 	MaxReplySize int64
@@ -85,7 +89,7 @@ func (c *Client) CreateQRCode(ctx context.Context, req *QRCodeRequest) (*Image, 
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}
-	return c.call(ctx, OpQRCode, pathQRCode, req)
+	return c.callImage(ctx, OpQRCode, pathQRCode, req)
 }
 
 // GetWxaCode calls wxacode.get.
@@ -93,7 +97,7 @@ func (c *Client) GetWxaCode(ctx context.Context, req *WxaCodeRequest) (*Image, e
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}
-	return c.call(ctx, OpWxaCode, pathWxaCode, req)
+	return c.callImage(ctx, OpWxaCode, pathWxaCode, req)
 }
 
 // GetUnlimited calls wxacode.getUnlimited.
@@ -101,43 +105,84 @@ func (c *Client) GetUnlimited(ctx context.Context, req *UnlimitedRequest) (*Imag
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}
-	return c.call(ctx, OpUnlimited, pathUnlimited, req)
+	return c.callImage(ctx, OpUnlimited, pathUnlimited, req)
 }
 
-func (c *Client) call(ctx context.Context, op, path string, req any) (*Image, error) {
-	body, err := json.Marshal(req)
+// callImage makes a call whose reply is an image.
+func (c *Client) callImage(ctx context.Context, op, path string, req any) (*Image, error) {
+	var img *Image
+	err := c.call(ctx, op, path, req, func(data []byte, header http.Header) error {
+		got, err := parseCodeReply(data)
+		if err != nil {
+			return err
+		}
+		got.NumUsed = -1
+		if n, err := strconv.Atoi(header.Get("Num-Used")); err == nil && n >= 0 {
+			got.NumUsed = n
+		}
+		img = got
+		return nil
+	})
 	if err != nil {
 		return nil, err
+	}
+	return img, nil
+}
+
+// call posts req as JSON to path and hands a 200 reply to parse, which
+// returns an *Error for WeChat's error bodies. A refused token is replaced
+// once and passing failures are retried, whatever the reply's shape.
+func (c *Client) call(ctx context.Context, op, path string, req any, parse func(data []byte, header http.Header) error) error {
+	body, err := json.Marshal(req)
+	if err != nil {
+		return err
 	}
 	refreshed := false
 	tries := 0
 	backoff := cmp.Or(c.Backoff, DefaultBackoff)
 	for {
-		img, tok, err := c.callOnce(ctx, op, path, body)
+		tok, err := c.token(ctx)
+		if err != nil {
+			// The token source failed, and backs off itself.
+			return err
+		}
+		err = c.callOnce(ctx, op, path, tok, body, parse)
 		var werr *Error
 		switch {
 		case err == nil:
-			return img, nil
-		case tok == "":
-			// No token: the token source failed, and backs off itself.
-			return nil, err
-		case errors.As(err, &werr) && IsTokenError(werr.Code) && !refreshed:
+			return nil
+		case tok != "" && errors.As(err, &werr) && IsTokenError(werr.Code) && !refreshed:
 			inv, ok := c.Tokens.(Invalidator)
 			if !ok {
-				return nil, err
+				return err
 			}
 			inv.Invalidate(tok)
 			refreshed = true
 		case transient(err) && tries < c.retries():
 			tries++
 			if sleepCtx(ctx, backoff) != nil {
-				return nil, err
+				return err
 			}
 			backoff *= 2
 		default:
-			return nil, err
+			return err
 		}
 	}
+}
+
+// token returns the access token for a call, or "" for none with NoToken.
+func (c *Client) token(ctx context.Context) (string, error) {
+	switch c.Tokens.(type) {
+	case nil:
+		return "", errors.New("wechat: Client.Tokens is not set; use NoToken for calls without an access token")
+	case NoToken, *NoToken:
+		return "", nil
+	}
+	tok, err := c.Tokens.Token(ctx)
+	if err != nil {
+		return "", err
+	}
+	return tok.AccessToken, nil
 }
 
 func (c *Client) retries() int {
@@ -168,35 +213,23 @@ func transient(err error) bool {
 	return true
 }
 
-// callOnce makes one call and returns the token it used.
-func (c *Client) callOnce(ctx context.Context, op, path string, body []byte) (*Image, string, error) {
-	if c.Tokens == nil {
-		return nil, "", errors.New("wechat: Client.Tokens is not set")
-	}
-	tok, err := c.Tokens.Token(ctx)
-	if err != nil {
-		return nil, "", err
-	}
+// callOnce makes one call with the access token tok, none if "".
+func (c *Client) callOnce(ctx context.Context, op, path, tok string, body []byte, parse func([]byte, http.Header) error) error {
 	max := c.MaxReplySize
 	if max <= 0 {
 		max = DefaultMaxReplySize
 	}
-	q := url.Values{"access_token": {tok.AccessToken}}
+	var q url.Values
+	if tok != "" {
+		q = url.Values{"access_token": {tok}}
+	}
 	start := time.Now()
 	data, header, err := roundTrip(ctx, c.HTTPClient, http.MethodPost, baseURL(c.BaseURL), path, q, body, max)
-	var img *Image
 	if err == nil {
-		img, err = parseCodeReply(data)
+		err = parse(data, header)
 	}
 	observe(c.Observer, op, start, err)
-	if err != nil {
-		return nil, tok.AccessToken, err
-	}
-	img.NumUsed = -1
-	if n, err := strconv.Atoi(header.Get("Num-Used")); err == nil && n >= 0 {
-		img.NumUsed = n
-	}
-	return img, tok.AccessToken, nil
+	return err
 }
 
 // parseCodeReply tells an image from an error by the bytes: WeChat's
@@ -231,9 +264,6 @@ func parseError(data []byte) *Error {
 // reply (or an Error found in any reply). Errors never include the URL,
 // which may carry the access token or the secret.
 func roundTrip(ctx context.Context, hc *http.Client, method, base, path string, query url.Values, body []byte, max int64) ([]byte, http.Header, error) {
-	if hc == nil {
-		hc = noRedirects
-	}
 	u := base + path
 	if len(query) > 0 {
 		u += "?" + query.Encode()
@@ -249,9 +279,18 @@ func roundTrip(ctx context.Context, hc *http.Client, method, base, path string, 
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	return send(hc, req, method, path, max)
+}
+
+// send makes the exchange prepared in req; name stands for the URL in
+// errors.
+func send(hc *http.Client, req *http.Request, method, name string, max int64) ([]byte, http.Header, error) {
+	if hc == nil {
+		hc = noRedirects
+	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, nil, redact(method, path, err)
+		return nil, nil, redact(method, name, err)
 	}
 	defer resp.Body.Close()
 	if resp.ContentLength > max {
@@ -259,7 +298,7 @@ func roundTrip(ctx context.Context, hc *http.Client, method, base, path string, 
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, max+1))
 	if err != nil {
-		return nil, nil, redact(method, path, err)
+		return nil, nil, redact(method, name, err)
 	}
 	if int64(len(data)) > max {
 		return nil, nil, ErrReplyTooLarge

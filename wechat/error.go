@@ -28,6 +28,8 @@ const (
 	CodeInvalidCredential = 40001
 	CodeInvalidAppID      = 40013
 	CodeInvalidToken      = 40014
+	CodeInvalidActionName = 40052
+	CodeInvalidActionInfo = 40053
 	CodeInvalidArgs       = 40097
 	CodeInvalidSecret     = 40125
 	CodeSceneChars        = 40129

@@ -52,3 +52,29 @@ func FuzzTokenReply(f *testing.F) {
 		}
 	})
 }
+
+func FuzzOAReply(f *testing.F) {
+	f.Add([]byte(`{"ticket":"gQ==","expire_seconds":60,"url":"http://weixin.qq.com/q/02abc"}`), false)
+	f.Add([]byte(`{"ticket":"gQ==","url":"http://weixin.qq.com/q/02abc"}`), true)
+	f.Add([]byte(`{"ticket":"gQ==","expire_seconds":-5,"url":"u"}`), false)
+	f.Add([]byte(`{"ticket":"gQ==","expire_seconds":9223372036854775807,"url":"u"}`), false)
+	f.Add([]byte(`{"errcode":40053,"errmsg":"invalid action info rid: 1-2-3"}`), false)
+	f.Add([]byte(`{"ticket":1}`), true)
+	f.Fuzz(func(t *testing.T, data []byte, permanent bool) {
+		code, err := parseOAReply(data, permanent)
+		var werr *Error
+		switch {
+		case err == nil:
+			if code.Ticket == "" || code.URL == "" || (permanent != (code.ExpireSeconds == 0)) ||
+				code.ExpireSeconds < 0 || code.ExpireSeconds > int64(MaxOAExpire/time.Second) {
+				t.Fatalf("accepted %+v (permanent %t)", *code, permanent)
+			}
+		case errors.As(err, &werr):
+			if werr.Code == 0 || string(werr.Body) != string(data) {
+				t.Fatalf("error with code 0 or another body: %v", werr)
+			}
+		case !errors.Is(err, ErrBadReply):
+			t.Fatalf("unexpected error %v", err)
+		}
+	})
+}

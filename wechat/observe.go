@@ -15,6 +15,10 @@ const (
 	OpQRCode      = "createQRCode"
 	OpWxaCode     = "getwxacode"
 	OpUnlimited   = "getUnlimited"
+	// OpCentralToken is a request to a URLTokenSource's token server.
+	OpCentralToken = "central_token"
+	// OpOACode is a call to the official account's qrcode.create.
+	OpOACode = "qrcode_create"
 )
 
 // An Observer is told of every HTTP exchange with WeChat, for metrics. Its

@@ -2,21 +2,29 @@
 // code HTTP API, for tests, in the manner of net/http/httptest.
 //
 // The fake serves the access-token endpoints (/cgi-bin/stable_token and the
-// classic /cgi-bin/token) and the three code endpoints (createwxaqrcode,
-// getwxacode and getwxacodeunlimit) on 127.0.0.1 for a single app, and
+// classic /cgi-bin/token), the three code endpoints (createwxaqrcode,
+// getwxacode and getwxacodeunlimit), the official account's parametric
+// codes (/cgi-bin/qrcode/create) and a central token server of the kind a
+// company runs in front of WeChat (/central/token) on 127.0.0.1 for a
+// single app, and
 // speaks WeChat's real wire shapes: errors are HTTP 200 with an
 // {"errcode","errmsg"} JSON body whose errmsg ends in " rid: …", codes are
 // HTTP 200 image bytes labelled image/jpeg (even the transparent ones, which
 // are PNG), getwxacode reports the lifetime usage in a Num-Used header, and
 // tokens expire, are superseded and are invalidated as WeChat does it.
+// qrcode.create answers {"ticket","expire_seconds","url"} with a url of
+// the form http://weixin.qq.com/q/<id>, counts permanent codes against a
+// limit and clamps a temporary code's life to 30 days, as WeChat does.
 // Token replies' expires_in is rounded up to whole seconds, so sub-second
 // test lifetimes report 1, not 0.
 //
 // Images are cheap, deterministic block patterns derived from the request,
 // so the same code always has the same bytes and distinct codes differ.
 //
-// Tests can shorten token lifetimes, lower the lifetime code budget, change
-// the published pages, expire or invalidate every token, inspect every
+// Tests can shorten token lifetimes, lower the lifetime code budget and the
+// permanent code limit, require a header at the central token server,
+// accept calls without a token (WeChat Cloud Hosting), change the
+// published pages, expire or invalidate every token, inspect every
 // request received, and inject faults (delays, resets, hangs, error codes,
 // HTTP errors, truncated, garbage, endless or trickled bodies) per path.
 package wechattest
@@ -77,6 +85,11 @@ type Server struct {
 	calls          map[string]int
 	requests       []Request
 	faults         map[string][]queuedFault
+	centralAuth    [2]string // header name and value the central server requires
+	noToken        bool
+	permanentLimit int
+	permanentCount int
+	oaCodes        map[oaKey]*oaCode
 }
 
 // Request is a request received by the fake.
@@ -102,6 +115,8 @@ func NewServer(appID, secret string) *Server {
 		generated:      map[string]bool{},
 		calls:          map[string]int{},
 		faults:         map[string][]queuedFault{},
+		permanentLimit: defaultPermanentLimit,
+		oaCodes:        map[oaKey]*oaCode{},
 	}
 	s.ts = httptest.NewServer(http.HandlerFunc(s.handle))
 	s.URL = s.ts.URL
@@ -183,11 +198,12 @@ func (s *Server) Calls(path string) int {
 	return s.calls[path]
 }
 
-// CodeCalls reports the requests received at the three code paths.
+// CodeCalls reports the requests received at the code paths: the three
+// mini-program APIs and qrcode.create.
 func (s *Server) CodeCalls() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.calls[PathQRCode] + s.calls[PathWxaCode] + s.calls[PathUnlimited]
+	return s.calls[PathQRCode] + s.calls[PathWxaCode] + s.calls[PathUnlimited] + s.calls[PathOACode]
 }
 
 // TokenCalls reports the requests received at the two token paths.
@@ -285,6 +301,10 @@ func (s *Server) reply(in inbound) reply {
 		return s.serveWxaCode(in)
 	case PathUnlimited:
 		return s.serveUnlimited(in)
+	case PathOACode:
+		return s.serveOACode(in)
+	case PathCentralToken:
+		return s.serveCentralToken(in)
 	}
 	return reply{
 		status: http.StatusNotFound,

@@ -128,14 +128,17 @@ func (s *Server) serveClassicToken(in inbound) reply {
 }
 
 // authorize returns the errcode a code API gives for the request's
-// access_token, or 0 when it is live.
+// access_token, or 0 when it is live, or absent in no-token mode.
 func (s *Server) authorize(in inbound) int {
 	tok := in.r.URL.Query().Get("access_token")
-	if tok == "" {
-		return 41001
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if tok == "" {
+		if s.noToken {
+			return 0
+		}
+		return 41001
+	}
 	st := s.tokens[tok]
 	if st == nil {
 		return 40001
