@@ -141,7 +141,7 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"extra arg", head + "\tapi qrcode wxacode\n\tallow *\n}", 5, "wrong argument count"},
 		{"empty allow", head + "\tallow\n}", 5, "wrong argument count"},
 		{"unknown storage", head + "\tstorage nowhere\n\tallow *\n}", 5, "nowhere"},
-		{"no allow for qrcode", head + "}", 2, "allow *"},
+		{"no guard for qrcode", head + "}", 2, "cap 20000"},
 		{"no allow for wxacode", head + "\tapi wxacode\n}", 2, "lifetime budget of 100,000"},
 		{"missing secret", "wxqrcode {\n\tappid wx1\n\tallow *\n}", 2, "appid and secret are required"},
 		{"scene for qrcode", head + "\tscene x\n\tallow *\n}", 2, "scene applies to api unlimited only"},
@@ -173,7 +173,7 @@ func TestCaddyfileErrors(t *testing.T) {
 // with the config, and a missing variable is refused at load.
 func TestCredentialsResolvedAtLoad(t *testing.T) {
 	t.Setenv("WXQRCODE_TEST_EMPTY", "")
-	cfg, err := adapt(fmt.Sprintf("{\n\tadmin off\n}\nhttp://127.0.0.1:%d {\n\twxqrcode {\n\t\tappid wx1\n\t\tsecret {env.WXQRCODE_TEST_EMPTY}\n\t\tallow *\n\t}\n}\n", freePort(t)))
+	cfg, err := adapt(fmt.Sprintf("{\n\tadmin off\n}\nhttp://127.0.0.1:%d {\n\twxqrcode {\n\t\tappid wx1\n\t\tsecret {env.WXQRCODE_TEST_EMPTY}\n\t\tallow *\n\t\tcap 100000\n\t}\n}\n", freePort(t)))
 	if err != nil {
 		t.Fatal(err)
 	}

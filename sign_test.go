@@ -51,7 +51,7 @@ func TestSignedURLs(t *testing.T) {
 		{"tampered width", url.Values{"path": {path}, "width": {"280"}, "sig": {good}}, 403, 990412},
 		{"truncated sig", url.Values{"path": {path}, "sig": {good[:40]}}, 403, 990412},
 		{"not hex", url.Values{"path": {path}, "sig": {strings.Repeat("zz", 32)}}, 403, 990412},
-		{"two sigs", url.Values{"path": {path}, "sig": {good, good}}, 400, 40097},
+		{"two sigs", url.Values{"path": {path}, "sig": {good, good}}, 403, 990412},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
