@@ -166,3 +166,46 @@ func TestAPIBaseNeedsHTTPS(t *testing.T) {
 		t.Fatalf("error %v, want api_base needs https", err)
 	}
 }
+
+// A secret or sign key written into the config draws a warning at load,
+// which names the option and never the value; placeholders draw none.
+func TestLiteralSecretsWarned(t *testing.T) {
+	t.Setenv(signKeyEnv, signKey)
+	tests := []struct {
+		name, secret, keys string
+		warnings           []string
+		quiet              []string
+	}{
+		{"literal", testSecret, "{env." + signKeyEnv + "} " + oldSignKey,
+			[]string{"the secret is written in the config", `"sign_key":2`},
+			[]string{`"sign_key":1`}},
+		{"placeholders", "{env." + secretEnv + "}", "{env." + signKeyEnv + "}",
+			nil,
+			[]string{"is written in the config"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			fake := newFake(t)
+			startSite(t, fake, "", fmt.Sprintf("wxqrcode /qr {\n\t\tappid %s\n\t\tsecret %s\n\t\tapi_base %s\n\t\tsign_key %s\n\t}\n",
+				testAppID, tt.secret, fake.URL, tt.keys))
+			raw, err := os.ReadFile(filepath.Join(logDir, strings.ReplaceAll(t.Name(), "/", "_")+".log"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			logs := string(raw)
+			for _, want := range tt.warnings {
+				if !strings.Contains(logs, want) {
+					t.Errorf("no warning with %q in the log", want)
+				}
+			}
+			for _, quiet := range tt.quiet {
+				if strings.Contains(logs, quiet) {
+					t.Errorf("the log says %q", quiet)
+				}
+			}
+			if strings.Contains(logs, testSecret) || strings.Contains(logs, oldSignKey) || strings.Contains(logs, signKey) {
+				t.Error("the log holds the secret or a key")
+			}
+		})
+	}
+}
