@@ -57,7 +57,6 @@ const (
 	sigInvalidMessage = "wxqrcode: the signature does not match the request"
 )
 
-
 // signURL adds the signature of canonical to u's query.
 func signURL(u *url.URL, key, canonical string) *url.URL {
 	signed := *u
