@@ -101,6 +101,7 @@ func TestCaddyfileUnlimitedAndStorage(t *testing.T) {
 		scene {path.1}
 		page pages/item/item
 		check_path false
+		cap 5000 per 1m
 		storage file_system {
 			root /srv/shared
 		}
@@ -111,6 +112,7 @@ func TestCaddyfileUnlimitedAndStorage(t *testing.T) {
 	want := map[string]any{
 		"handler": "wxqrcode", "appid": "wx1", "secret": "s", "api": "unlimited",
 		"scene": "{http.request.uri.path.1}", "page": "pages/item/item", "check_path": "false",
+		"caps":    []any{map[string]any{"codes": 5000.0, "per": 60000000000.0}},
 		"storage": map[string]any{"module": "file_system", "root": "/srv/shared"},
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
@@ -216,7 +218,7 @@ func TestSignKeyResolvedAtLoad(t *testing.T) {
 func TestJSONTimeoutBounds(t *testing.T) {
 	for timeout, ok := range map[string]bool{`"2h"`: false, `"-1s"`: false, `"1h"`: true, `0`: true} {
 		cfg := fmt.Sprintf(`{"admin":{"disabled":true},"apps":{"http":{"servers":{"s":{"listen":["127.0.0.1:%d"],"routes":[{"handle":[
-			{"handler":"wxqrcode","appid":"wx1","secret":"{env.%s}","allow":["*"],"timeout":%s}]}]}}}}}`, freePort(t), secretEnv, timeout)
+			{"handler":"wxqrcode","appid":"wx1","secret":"{env.%s}","allow":["pages/a"],"timeout":%s}]}]}}}}}`, freePort(t), secretEnv, timeout)
 		var c caddy.Config
 		if err := json.Unmarshal([]byte(cfg), &c); err != nil {
 			t.Fatal(err)

@@ -547,7 +547,7 @@ func (h *Handler) signedRequestOf(r *http.Request) (*codeRequest, error) {
 	}
 	cr, query, err := h.resolveOf(r)
 	if err != nil {
-		h.logger.Debug("unresolvable request refused as unsigned", zap.Error(err))
+		h.logger.Debug("a signed request that does not resolve is refused as wrongly signed", zap.Error(err))
 		return nil, localProblem(http.StatusForbidden, codeSigInvalid, sigInvalidMessage)
 	}
 	if err := checkSignature(h.signKeys, cr.canonical, query.Get(sigParam)); err != nil {
