@@ -334,6 +334,14 @@ func TestStatusTable(t *testing.T) {
 			os.RemoveAll(filepath.Join(s.dir, "wxqrcode"))
 		})
 	}
+	// What the visitor was not told, the operator finds in the log.
+	logs, err := os.ReadFile(filepath.Join(logDir, t.Name()+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(logs), "invalid ip 203.0.113.7") {
+		t.Error("the token endpoint's message is not in the log")
+	}
 }
 
 func TestSecretAndTokenNotInResponses(t *testing.T) {
