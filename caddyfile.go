@@ -56,7 +56,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // page, scene or line_color template reads the request, and no allow list
 // of literal paths pins it), qrcode and wxacode need sign_key or a cap
 // without per (a total budget), and unlimited needs sign_key or a cap.
-// allow, sign_key and cap may repeat. Templates are Caddy placeholders and text, resolved per request.
+// allow, sign_key and cap may repeat. Templates are Caddy placeholders
+// and text, resolved per request.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
 	file, line := d.File(), d.Line()
