@@ -260,11 +260,11 @@ func TestBrowser(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(web, "index.html"), []byte(browserPage), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	s := startSite(t, fake, "", qrBlock(fake, "allow pages/*")+
+	s := startSite(t, fake, "", qrBlock(fake, "allow pages/*\ncap 100000")+
 		// A site that wants browsers to revalidate says so with header.
 		"header /wxa Cache-Control no-cache\n\t"+
-		wxBlock(fake, "/wxa", "api wxacode\nis_hyaline {query.hyaline}\nallow *")+
-		wxBlock(fake, "/poster/*", "api unlimited\nscene {path.1}")+
+		wxBlock(fake, "/wxa", "api wxacode\nis_hyaline {query.hyaline}\nallow *\ncap 100000")+
+		wxBlock(fake, "/poster/*", "api unlimited\nscene {path.1}\ncap 100000")+
 		"root * "+web+"\n\tfile_server\n")
 
 	log := newNetLog()
@@ -384,9 +384,9 @@ func TestBrowser(t *testing.T) {
 func TestBrowserCanvas(t *testing.T) {
 	ctx := newBrowser(t)
 	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "allow pages/*")+
+	s := startSite(t, fake, "", qrBlock(fake, "allow pages/*\ncap 100000")+
 		"header /poster/* Access-Control-Allow-Origin *\n\t"+
-		wxBlock(fake, "/poster/*", "api unlimited\nscene {path.1}"))
+		wxBlock(fake, "/poster/*", "api unlimited\nscene {path.1}\ncap 100000"))
 	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		fmt.Fprintf(w, canvasPage, s.url)

@@ -52,9 +52,12 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    memory_cache <size>|off
 //	}
 //
-// appid and secret are required. qrcode and wxacode need allow, sign_key
-// or a cap without per (a total budget). allow, sign_key and cap may
-// repeat. Templates are Caddy placeholders and text, resolved per request.
+// appid and secret are required. When requests choose the codes (a path,
+// page, scene or line_color template reads the request, and no allow list
+// of literal paths pins it), qrcode and wxacode need sign_key or a cap
+// without per (a total budget), and unlimited needs sign_key or a cap.
+// allow, sign_key and cap may repeat. Templates are Caddy placeholders
+// and text, resolved per request.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the directive name
 	file, line := d.File(), d.Line()

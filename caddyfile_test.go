@@ -101,6 +101,7 @@ func TestCaddyfileUnlimitedAndStorage(t *testing.T) {
 		scene {path.1}
 		page pages/item/item
 		check_path false
+		cap 5000 per 1m
 		storage file_system {
 			root /srv/shared
 		}
@@ -111,6 +112,7 @@ func TestCaddyfileUnlimitedAndStorage(t *testing.T) {
 	want := map[string]any{
 		"handler": "wxqrcode", "appid": "wx1", "secret": "s", "api": "unlimited",
 		"scene": "{http.request.uri.path.1}", "page": "pages/item/item", "check_path": "false",
+		"caps":    []any{map[string]any{"codes": 5000.0, "per": 60000000000.0}},
 		"storage": map[string]any{"module": "file_system", "root": "/srv/shared"},
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
@@ -141,7 +143,7 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"extra arg", head + "\tapi qrcode wxacode\n\tallow *\n}", 5, "wrong argument count"},
 		{"empty allow", head + "\tallow\n}", 5, "wrong argument count"},
 		{"unknown storage", head + "\tstorage nowhere\n\tallow *\n}", 5, "nowhere"},
-		{"no allow for qrcode", head + "}", 2, "allow *"},
+		{"no guard for qrcode", head + "}", 2, "cap 20000"},
 		{"no allow for wxacode", head + "\tapi wxacode\n}", 2, "lifetime budget of 100,000"},
 		{"missing secret", "wxqrcode {\n\tappid wx1\n\tallow *\n}", 2, "appid and secret are required"},
 		{"scene for qrcode", head + "\tscene x\n\tallow *\n}", 2, "scene applies to api unlimited only"},
@@ -173,7 +175,7 @@ func TestCaddyfileErrors(t *testing.T) {
 // with the config, and a missing variable is refused at load.
 func TestCredentialsResolvedAtLoad(t *testing.T) {
 	t.Setenv("WXQRCODE_TEST_EMPTY", "")
-	cfg, err := adapt(fmt.Sprintf("{\n\tadmin off\n}\nhttp://127.0.0.1:%d {\n\twxqrcode {\n\t\tappid wx1\n\t\tsecret {env.WXQRCODE_TEST_EMPTY}\n\t\tallow *\n\t}\n}\n", freePort(t)))
+	cfg, err := adapt(fmt.Sprintf("{\n\tadmin off\n}\nhttp://127.0.0.1:%d {\n\twxqrcode {\n\t\tappid wx1\n\t\tsecret {env.WXQRCODE_TEST_EMPTY}\n\t\tallow *\n\t\tcap 100000\n\t}\n}\n", freePort(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,7 +218,7 @@ func TestSignKeyResolvedAtLoad(t *testing.T) {
 func TestJSONTimeoutBounds(t *testing.T) {
 	for timeout, ok := range map[string]bool{`"2h"`: false, `"-1s"`: false, `"1h"`: true, `0`: true} {
 		cfg := fmt.Sprintf(`{"admin":{"disabled":true},"apps":{"http":{"servers":{"s":{"listen":["127.0.0.1:%d"],"routes":[{"handle":[
-			{"handler":"wxqrcode","appid":"wx1","secret":"{env.%s}","allow":["*"],"timeout":%s}]}]}}}}}`, freePort(t), secretEnv, timeout)
+			{"handler":"wxqrcode","appid":"wx1","secret":"{env.%s}","allow":["pages/a"],"timeout":%s}]}]}}}}}`, freePort(t), secretEnv, timeout)
 		var c caddy.Config
 		if err := json.Unmarshal([]byte(cfg), &c); err != nil {
 			t.Fatal(err)

@@ -13,7 +13,7 @@ import (
 
 func TestCapPerWindow(t *testing.T) {
 	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "allow *\ncap 2 per 1h"))
+	s := startSite(t, fake, "", qrBlock(fake, "allow *\ncap 100000\ncap 2 per 1h"))
 	// A call that generates nothing does not count.
 	fake.Inject(wechattest.PathQRCode, wechattest.Fault{ErrCode: 45011}, 1)
 	if resp, _ := s.get("/qr?path=x"); resp.StatusCode != http.StatusTooManyRequests {

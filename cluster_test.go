@@ -29,7 +29,7 @@ func TestTwoInstancesOneStorage(t *testing.T) {
 	for i := range 2 {
 		port := freePort(t)
 		cfg := filepath.Join(dir, fmt.Sprintf("Caddyfile%d", i))
-		if err := os.WriteFile(cfg, []byte(caddyfile(t, port, shared, qrBlock(fake, "allow *"))), 0o600); err != nil {
+		if err := os.WriteFile(cfg, []byte(caddyfile(t, port, shared, qrBlock(fake, "allow *\ncap 100000"))), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		url := fmt.Sprintf("http://127.0.0.1:%d", port)
@@ -92,7 +92,7 @@ func TestTwoInstancesOneStorage(t *testing.T) {
 // file_system storage takes a lock not refreshed for 10 s as stale.
 func TestStaleLockOfCrashedInstance(t *testing.T) {
 	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "allow *"))
+	s := startSite(t, fake, "", qrBlock(fake, "allow *\ncap 100000"))
 	canonical := url.Values{"api": {"qrcode"}, "appid": {testAppID}, "path": {"pages/crashed"}, "width": {"430"}}.Encode()
 	sum := sha256.Sum256([]byte(canonical))
 	lock := certmagic.StorageKeys.Safe("wxqrcode/codes/lock/" + hex.EncodeToString(sum[:]))

@@ -33,7 +33,7 @@ func TestKilledMidBurst(t *testing.T) {
 	data := filepath.Join(dir, "data")
 	port := freePort(t)
 	cfg := filepath.Join(dir, "Caddyfile")
-	if err := os.WriteFile(cfg, []byte(caddyfile(t, port, data, qrBlock(fake, "allow *"))), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(caddyfile(t, port, data, qrBlock(fake, "allow *\ncap 100000"))), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
@@ -109,7 +109,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	port, admin := freePort(t), freePort(t)
 	configs := make([]string, 2)
 	for i := range configs {
-		text := caddyfile(t, port, filepath.Join(dir, "data"), qrBlock(fake, fmt.Sprintf("allow *\ntimeout %ds", 9+i))+"\n\trespond /ping pong\n")
+		text := caddyfile(t, port, filepath.Join(dir, "data"), qrBlock(fake, fmt.Sprintf("allow *\ncap 100000\ntimeout %ds", 9+i))+"\n\trespond /ping pong\n")
 		text = strings.Replace(text, "\tadmin off\n", fmt.Sprintf("\tadmin 127.0.0.1:%d\n", admin), 1)
 		configs[i] = filepath.Join(dir, fmt.Sprintf("Caddyfile%d", i))
 		if err := os.WriteFile(configs[i], []byte(text), 0o600); err != nil {

@@ -18,9 +18,9 @@ func hostileSite(t *testing.T) (*site, *wechattest.Server) {
 	t.Helper()
 	fake := newFake(t)
 	look := "\nwidth {query.w}\nenv_version {query.env}\nline_color {query.color}\nis_hyaline {query.hy}\nauto_color {query.auto}"
-	s := startSite(t, fake, "", qrBlock(fake, "allow *\nwidth {query.w}")+
-		wxBlock(fake, "/wxa", "api wxacode\nallow *"+look)+
-		wxBlock(fake, "/u", "api unlimited\ncheck_path {query.cp}"+look))
+	s := startSite(t, fake, "", qrBlock(fake, "allow *\ncap 100000\nwidth {query.w}")+
+		wxBlock(fake, "/wxa", "api wxacode\nallow *\ncap 100000"+look)+
+		wxBlock(fake, "/u", "api unlimited\ncheck_path {query.cp}\ncap 100000"+look))
 	return s, fake
 }
 

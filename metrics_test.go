@@ -37,9 +37,9 @@ func scrape(t *testing.T, s *site) (map[string]float64, string) {
 func TestMetrics(t *testing.T) {
 	fake := newFake(t)
 	s := startSite(t, fake, "", `metrics /metrics
-	`+qrBlock(fake, "allow *")+
-		wxBlock(fake, "/cold", "allow *\nmemory_cache off")+
-		wxBlock(fake, "/wxa", "api wxacode\nallow *"))
+	`+qrBlock(fake, "allow *\ncap 100000")+
+		wxBlock(fake, "/cold", "allow *\ncap 100000\nmemory_cache off")+
+		wxBlock(fake, "/wxa", "api wxacode\nallow *\ncap 100000"))
 	before, _ := scrape(t, s)
 
 	s.get("/qr?path=m1") // miss

@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -114,9 +115,11 @@ type Handler struct {
 
 	// Allow lists globs over the path with its query (qrcode, wxacode) or
 	// the page (unlimited) that may be generated; * matches any run of
-	// characters, / and ? included. A lone * allows any path. qrcode and
-	// wxacode, whose codes spend a lifetime budget, need allow, sign_key
-	// or a total cap.
+	// characters, / and ? included. A lone * allows any path. When
+	// requests can choose among unboundedly many codes (a template reads
+	// the request and allow has a *), the config is refused unless it has
+	// sign_key or a cap: a total cap for qrcode and wxacode, whose codes
+	// spend a lifetime budget, any cap for unlimited.
 	Allow []string `json:"allow,omitempty"`
 
 	// SignKey lists keys for signed URLs. When set, every request must
@@ -213,6 +216,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	h.faults = newFaultLog(h.logger)
 	h.resolveConfig()
+	h.warnLiteralSecrets()
 
 	storage, err := h.openStorage(ctx)
 	if err != nil {
@@ -253,6 +257,21 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.client = &wechat.Client{BaseURL: h.apiBase, HTTPClient: hc, Tokens: pooled.(pooledTokens).ReuseTokenSource, Observer: metricsObserver{}}
 	return nil
+}
+
+// warnLiteralSecrets warns of a secret or sign key written into the
+// config: Caddy's admin API (/config/) and its autosave file show the
+// config, placeholders as they are, so only a placeholder keeps it out.
+func (h *Handler) warnLiteralSecrets() {
+	const advice = "Caddy's admin API (/config/) and its autosave file show it; use a placeholder such as {env.NAME} or {file./path}"
+	if h.Secret != "" && !hasPlaceholder(h.Secret) {
+		h.logger.Warn("the secret is written in the config: "+advice, zap.String("appid", h.appID))
+	}
+	for i, k := range h.SignKey {
+		if !hasPlaceholder(k) {
+			h.logger.Warn("a sign_key is written in the config: "+advice, zap.Int("sign_key", i+1))
+		}
+	}
 }
 
 // setTemplateDefaults fills the templates left empty, and notes the query
@@ -309,10 +328,7 @@ func (h *Handler) storageID(ctx caddy.Context) string {
 		return "dir:" + h.CacheDir
 	}
 	// The storage's own name, not its fields, which may hold credentials.
-	if named, ok := ctx.Storage().(fmt.Stringer); ok {
-		return "default:" + named.String()
-	}
-	return fmt.Sprintf("default:%T", ctx.Storage())
+	return "default:" + storageName(ctx.Storage())
 }
 
 func (h *Handler) openStorage(ctx caddy.Context) (certmagic.Storage, error) {
@@ -406,10 +422,8 @@ func (h *Handler) checkConfig() error {
 			return fmt.Errorf("%s applies to api %s only, not %s", o.name, strings.ReplaceAll(o.apis, " ", " and "), api)
 		}
 	}
-	if api != apiUnlimited && len(h.Allow) == 0 && len(h.SignKey) == 0 && !hasBudget(h.Caps) {
-		return fmt.Errorf("api %s spends WeChat's lifetime budget of 100,000 codes per app, so guard it: "+
-			"add 'allow <glob>...' to say which paths may be generated (for example 'allow pages/item/item?id=*'), "+
-			"'sign_key <key>' to accept only signed URLs, or 'cap <n>' to bound the new codes; 'allow *' accepts any path on purpose", api)
+	if msg := h.guardMessage(api); msg != "" {
+		return errors.New(msg)
 	}
 	return nil
 }
@@ -439,6 +453,8 @@ func checkValue(name, value string) error {
 	case "api_base":
 		if u, perr := url.Parse(value); perr != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
 			return fmt.Errorf("api_base must be an http or https URL such as %s, not %q", wechat.DefaultBaseURL, value)
+		} else if u.Scheme == "http" && !isLoopback(u.Hostname()) {
+			return fmt.Errorf("api_base needs https: the secret and the access token travel to it (plain http only to a loopback host such as 127.0.0.1), not %q", value)
 		}
 	case "width":
 		_, err = parseWidth(value)
@@ -457,6 +473,15 @@ func checkValue(name, value string) error {
 		return errors.New(err.(*wechat.Error).Message)
 	}
 	return nil
+}
+
+// isLoopback reports whether host, a URL's hostname, is this machine.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Cleanup finishes storing fetched codes, then releases the pooled token
@@ -481,6 +506,16 @@ func (h *Handler) Cleanup() error {
 // and checks the result against WeChat's rules and allow. It returns the
 // query too, for the signature.
 func (h *Handler) codeRequestOf(r *http.Request) (*codeRequest, url.Values, error) {
+	cr, query, err := h.resolveOf(r)
+	if err != nil {
+		return cr, query, err
+	}
+	return cr, query, h.checkAllowed(cr)
+}
+
+// resolveOf resolves the templates for r and checks the result against
+// WeChat's rules.
+func (h *Handler) resolveOf(r *http.Request) (*codeRequest, url.Values, error) {
 	query, err := checkQuery(r.URL.RawQuery, h.queryNames)
 	if err != nil {
 		return nil, nil, err
@@ -491,32 +526,55 @@ func (h *Handler) codeRequestOf(r *http.Request) (*codeRequest, url.Values, erro
 		repl.Set(h.queryKeys[i], query.Get(name))
 	}
 	cr, err := h.resolveRequest(repl)
-	if err != nil {
-		return cr, query, err
-	}
+	return cr, query, err
+}
+
+func (h *Handler) checkAllowed(cr *codeRequest) error {
 	if !h.allowed(cr.subject) {
-		return cr, query, localProblem(http.StatusForbidden, codeNotAllowed, "wxqrcode: this path may not be generated here (see allow)")
+		return localProblem(http.StatusForbidden, codeNotAllowed, "wxqrcode: this path may not be generated here (see allow)")
 	}
-	return cr, query, nil
+	return nil
+}
+
+// signedRequestOf is codeRequestOf for a handler with sign_key: the
+// signature is checked first, so that only a signed request learns
+// anything about its inputs or allow.
+func (h *Handler) signedRequestOf(r *http.Request) (*codeRequest, error) {
+	// A malformed query still yields the parameters it could parse.
+	raw, _ := url.ParseQuery(r.URL.RawQuery)
+	if raw.Get(sigParam) == "" {
+		return nil, localProblem(http.StatusForbidden, codeSigMissing, sigMissingMessage)
+	}
+	cr, query, err := h.resolveOf(r)
+	if err != nil {
+		h.logger.Debug("a signed request that does not resolve is refused as wrongly signed", zap.Error(err))
+		return nil, localProblem(http.StatusForbidden, codeSigInvalid, sigInvalidMessage)
+	}
+	if err := checkSignature(h.signKeys, cr.canonical, query.Get(sigParam)); err != nil {
+		return cr, err
+	}
+	return cr, h.checkAllowed(cr)
 }
 
 // ServeHTTP answers with the code image, or with a JSON error.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	// Every answer is an image or JSON of its stated type, never a page.
+	w.Header()["X-Content-Type-Options"] = []string{"nosniff"}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		h.fail(w, nil, localProblem(http.StatusMethodNotAllowed, codeMethod, "wxqrcode: only GET and HEAD are allowed"))
 		return nil
 	}
-	cr, query, err := h.codeRequestOf(r)
+	var cr *codeRequest
+	var err error
+	if len(h.signKeys) > 0 {
+		cr, err = h.signedRequestOf(r)
+	} else {
+		cr, _, err = h.codeRequestOf(r)
+	}
 	if err != nil {
 		h.fail(w, cr, err)
 		return nil
-	}
-	if len(h.signKeys) > 0 {
-		if err := checkSignature(h.signKeys, cr.canonical, query.Get(sigParam)); err != nil {
-			h.fail(w, cr, err)
-			return nil
-		}
 	}
 	e, outcome, err := h.lookup(r.Context(), cr)
 	if err != nil && r.Context().Err() != nil {
@@ -576,6 +634,11 @@ func (h *Handler) lookup(ctx context.Context, cr *codeRequest) (*entry, string, 
 	}
 	cr.key = cacheKey(cr.canonical)
 	e, err := h.cache.load(ctx, cr.key)
+	if err != nil && !errors.Is(err, errCorrupt) && cr.api != apiUnlimited {
+		// The code may be stored, and paid for out of the lifetime budget.
+		h.faults.warn("reading the cache; not asking WeChat for a code that may be stored", zap.String("key", cr.key), zap.Error(err))
+		return nil, "", errCacheUnreadable
+	}
 	if err != nil {
 		h.faults.warn("reading the cache; fetching the code", zap.String("key", cr.key), zap.Error(err))
 	}

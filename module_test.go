@@ -46,13 +46,16 @@ func assertImage(t *testing.T, resp *http.Response, body []byte, ctype string, w
 	if got := resp.Header.Get("Cache-Control"); got != "public, max-age=31536000, immutable" {
 		t.Errorf("Cache-Control %q", got)
 	}
+	if got := resp.Header.Get("X-Content-Type-Options"); got != "nosniff" {
+		t.Errorf("X-Content-Type-Options %q, want nosniff", got)
+	}
 }
 
 func TestThreeAPIs(t *testing.T) {
 	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "allow pages/*")+
-		wxBlock(fake, "/wxa", "api wxacode\nis_hyaline {query.hyaline}\nline_color {query.color}\nallow *")+
-		wxBlock(fake, "/poster/*", "api unlimited\nscene {path.1}\npage pages/item/item\nwidth 300"))
+	s := startSite(t, fake, "", qrBlock(fake, "allow pages/*\ncap 100000")+
+		wxBlock(fake, "/wxa", "api wxacode\nis_hyaline {query.hyaline}\nline_color {query.color}\nallow *\ncap 100000")+
+		wxBlock(fake, "/poster/*", "api unlimited\nscene {path.1}\npage pages/item/item\nwidth 300\ncap 100000"))
 	tests := []struct {
 		name, uri, upstream, ctype string
 		width                      int
@@ -90,7 +93,7 @@ func TestThreeAPIs(t *testing.T) {
 // Parameters that resolve to the same request share one entry.
 func TestCanonicalKey(t *testing.T) {
 	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "allow *"))
+	s := startSite(t, fake, "", qrBlock(fake, "allow *\ncap 100000"))
 	for _, uri := range []string{"/qr?path=a", "/qr?path=a&width=", "/qr?path=a&width=430", "/qr?width=430&path=a&x=1"} {
 		resp, body := s.get(uri)
 		assertImage(t, resp, body, "image/jpeg", 430)
@@ -102,13 +105,13 @@ func TestCanonicalKey(t *testing.T) {
 
 func TestConditionalAndHead(t *testing.T) {
 	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "allow *"))
+	s := startSite(t, fake, "", qrBlock(fake, "allow *\ncap 100000"))
 	resp, body := s.get("/qr?path=a")
 	assertImage(t, resp, body, "image/jpeg", 430)
 	etag, modified := resp.Header.Get("ETag"), resp.Header.Get("Last-Modified")
 
-	if r, b := s.get("/qr?path=a", "If-None-Match", etag); r.StatusCode != http.StatusNotModified || len(b) != 0 {
-		t.Errorf("If-None-Match: status %d with %d bytes, want 304 and none", r.StatusCode, len(b))
+	if r, b := s.get("/qr?path=a", "If-None-Match", etag); r.StatusCode != http.StatusNotModified || len(b) != 0 || r.Header.Get("X-Content-Type-Options") != "nosniff" {
+		t.Errorf("If-None-Match: status %d with %d bytes, nosniff %q; want 304 and none", r.StatusCode, len(b), r.Header.Get("X-Content-Type-Options"))
 	}
 	if r, _ := s.get("/qr?path=a", "If-Modified-Since", modified); r.StatusCode != http.StatusNotModified {
 		t.Errorf("If-Modified-Since: status %d, want 304", r.StatusCode)
@@ -117,8 +120,9 @@ func TestConditionalAndHead(t *testing.T) {
 		t.Errorf("stale If-None-Match: status %d, want 200", r.StatusCode)
 	}
 	r, b := s.do(http.MethodHead, "/qr?path=a")
-	if r.StatusCode != http.StatusOK || len(b) != 0 || r.Header.Get("Content-Length") != fmt.Sprint(len(body)) || r.Header.Get("ETag") != etag {
-		t.Errorf("HEAD: status %d, %d bytes, Content-Length %q", r.StatusCode, len(b), r.Header.Get("Content-Length"))
+	if r.StatusCode != http.StatusOK || len(b) != 0 || r.Header.Get("Content-Length") != fmt.Sprint(len(body)) || r.Header.Get("ETag") != etag ||
+		r.Header.Get("X-Content-Type-Options") != "nosniff" {
+		t.Errorf("HEAD: status %d, %d bytes, Content-Length %q, nosniff %q", r.StatusCode, len(b), r.Header.Get("Content-Length"), r.Header.Get("X-Content-Type-Options"))
 	}
 	if n := fake.CodeCalls(); n != 1 {
 		t.Errorf("%d code calls, want 1", n)
@@ -128,7 +132,7 @@ func TestConditionalAndHead(t *testing.T) {
 func TestUserCacheControlKept(t *testing.T) {
 	fake := newFake(t)
 	s := startSite(t, fake, "", `header /qr Cache-Control "public, max-age=60"
-	`+qrBlock(fake, "allow *"))
+	`+qrBlock(fake, "allow *\ncap 100000"))
 	resp, _ := s.get("/qr?path=a")
 	if got := resp.Header.Get("Cache-Control"); got != "public, max-age=60" {
 		t.Errorf("Cache-Control %q, want the user's", got)
@@ -137,7 +141,7 @@ func TestUserCacheControlKept(t *testing.T) {
 
 func TestConcurrentMissOneCall(t *testing.T) {
 	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "allow *"))
+	s := startSite(t, fake, "", qrBlock(fake, "allow *\ncap 100000"))
 	// A slow WeChat keeps the first call in flight while the others arrive.
 	fake.Inject(wechattest.PathQRCode, wechattest.Fault{Delay: 300 * time.Millisecond}, 1)
 	var wg sync.WaitGroup
@@ -167,8 +171,8 @@ func TestConcurrentMissOneCall(t *testing.T) {
 
 func TestBadInputSpendsNoCall(t *testing.T) {
 	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "allow pages/*")+
-		wxBlock(fake, "/poster", "api unlimited"))
+	s := startSite(t, fake, "", qrBlock(fake, "allow pages/*\ncap 100000")+
+		wxBlock(fake, "/poster", "api unlimited\ncap 100000"))
 	tests := []struct {
 		uri     string
 		status  int
@@ -218,6 +222,9 @@ func assertError(t *testing.T, resp *http.Response, body []byte, status, errcode
 	if got := resp.Header.Get("Cache-Control"); got != "no-store" {
 		t.Errorf("%s: Cache-Control %q, want no-store", where, got)
 	}
+	if got := resp.Header.Get("X-Content-Type-Options"); got != "nosniff" {
+		t.Errorf("%s: X-Content-Type-Options %q, want nosniff", where, got)
+	}
 	var e struct {
 		ErrCode *int   `json:"errcode"`
 		ErrMsg  string `json:"errmsg"`
@@ -229,7 +236,7 @@ func assertError(t *testing.T, resp *http.Response, body []byte, status, errcode
 
 func TestMethodNotAllowed(t *testing.T) {
 	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "allow *"))
+	s := startSite(t, fake, "", qrBlock(fake, "allow *\ncap 100000"))
 	for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodDelete} {
 		resp, body := s.do(m, "/qr?path=a")
 		assertError(t, resp, body, 405, 990405)
@@ -255,6 +262,9 @@ func TestStatusTable(t *testing.T) {
 		errcode    int
 		retryAfter bool
 		verbatim   bool // the body is WeChat's own
+		// generic: the body keeps the errcode only; WeChat's message,
+		// which may name the server's IP, is for the log.
+		generic bool
 	}{
 		{name: "40097 invalid args", fault: wechattest.Fault{ErrCode: 40097}, status: 400, errcode: 40097, verbatim: true},
 		{name: "40159 path length", fault: wechattest.Fault{ErrCode: 40159}, status: 400, errcode: 40159, verbatim: true},
@@ -274,9 +284,9 @@ func TestStatusTable(t *testing.T) {
 		{name: "48001 unauthorised", fault: wechattest.Fault{ErrCode: 48001}, status: 502, errcode: 48001, verbatim: true},
 		{name: "47001 body", fault: wechattest.Fault{ErrCode: 47001}, status: 502, errcode: 47001, verbatim: true},
 		{name: "unknown code", fault: wechattest.Fault{ErrCode: 61234}, status: 502, errcode: 61234, verbatim: true},
-		{name: "token 40013", path: wechattest.PathStableToken, fault: wechattest.Fault{ErrCode: 40013}, status: 502, errcode: 40013, verbatim: true},
-		{name: "token 40125", path: wechattest.PathStableToken, fault: wechattest.Fault{ErrCode: 40125}, status: 502, errcode: 40125, verbatim: true},
-		{name: "token 40243", path: wechattest.PathStableToken, fault: wechattest.Fault{ErrCode: 40243}, status: 502, errcode: 40243, verbatim: true},
+		{name: "token 40013", path: wechattest.PathStableToken, fault: wechattest.Fault{ErrCode: 40013}, status: 502, errcode: 40013, generic: true},
+		{name: "token 40125", path: wechattest.PathStableToken, fault: wechattest.Fault{ErrCode: 40125}, status: 502, errcode: 40125, generic: true},
+		{name: "token 40243", path: wechattest.PathStableToken, fault: wechattest.Fault{ErrCode: 40243}, status: 502, errcode: 40243, generic: true},
 		{name: "token endpoint down", path: wechattest.PathStableToken, fault: wechattest.Fault{Reset: true}, status: 502, errcode: 990502},
 		{name: "connection reset", fault: wechattest.Fault{Reset: true}, status: 502, errcode: 990502},
 		{name: "upstream 5xx page", fault: wechattest.Fault{Status: 502, Body: html, ContentType: "text/html"}, status: 502, errcode: 990502},
@@ -287,10 +297,10 @@ func TestStatusTable(t *testing.T) {
 		{name: "trickle slower than the timeout", fault: wechattest.Fault{Trickle: 5 * time.Millisecond}, status: 504, errcode: 990504},
 		{name: "endless reply", fault: wechattest.Fault{Endless: true}, status: 502, errcode: 990502},
 		{name: "html 503 page", fault: wechattest.Fault{Status: 503, Body: []byte("<html>503 Service Unavailable</html>"), ContentType: "text/html"}, status: 502, errcode: 990502},
-		{name: "token refused", path: wechattest.PathStableToken, fault: wechattest.Fault{ErrCode: 40164}, status: 502, errcode: 40164, verbatim: true},
+		{name: "token refused", path: wechattest.PathStableToken, fault: wechattest.Fault{ErrCode: 40164, ErrMsg: "invalid ip 203.0.113.7 ipv6 ::ffff:203.0.113.7, not in whitelist"}, status: 502, errcode: 40164, generic: true},
 	}
 	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "allow *\ntimeout 500ms"))
+	s := startSite(t, fake, "", qrBlock(fake, "allow *\ncap 100000\ntimeout 500ms"))
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			fake.ClearFaults()
@@ -311,6 +321,9 @@ func TestStatusTable(t *testing.T) {
 			if tt.verbatim && !strings.Contains(string(body), "rid:") {
 				t.Errorf("want WeChat's own body, got %s", body)
 			}
+			if tt.generic && (strings.Contains(string(body), "rid:") || strings.Contains(string(body), "203.0.113.7") || !strings.Contains(string(body), "could not get an access token")) {
+				t.Errorf("want a generic message, got %s", body)
+			}
 			if n := len(cachedFiles(t, s.dir)); n != 0 {
 				t.Fatalf("%d cache entries after a failure", n)
 			}
@@ -321,11 +334,19 @@ func TestStatusTable(t *testing.T) {
 			os.RemoveAll(filepath.Join(s.dir, "wxqrcode"))
 		})
 	}
+	// What the visitor was not told, the operator finds in the log.
+	logs, err := os.ReadFile(filepath.Join(logDir, t.Name()+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(logs), "invalid ip 203.0.113.7") {
+		t.Error("the token endpoint's message is not in the log")
+	}
 }
 
 func TestSecretAndTokenNotInResponses(t *testing.T) {
 	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "allow *"))
+	s := startSite(t, fake, "", qrBlock(fake, "allow *\ncap 100000"))
 	var bodies []string
 	for _, f := range []wechattest.Fault{{Reset: true}, {ErrCode: 40001}, {Garbage: true}, {Status: 500}} {
 		fake.ClearFaults()
@@ -349,7 +370,7 @@ func TestSecretAndTokenNotInResponses(t *testing.T) {
 
 func TestCorruptEntryRefetched(t *testing.T) {
 	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "allow *\nmemory_cache off"))
+	s := startSite(t, fake, "", qrBlock(fake, "allow *\ncap 100000\nmemory_cache off"))
 	resp, body := s.get("/qr?path=a")
 	assertImage(t, resp, body, "image/jpeg", 430)
 	waitCached(t, s.dir, 1)
@@ -379,7 +400,7 @@ func TestCacheDirAndStorageModule(t *testing.T) {
 	for _, opt := range []string{"cache_dir %s", "storage file_system {\n\troot %s\n}"} {
 		fake := newFake(t)
 		dir := t.TempDir()
-		s := startSite(t, fake, "", qrBlock(fake, "allow *\n"+fmt.Sprintf(opt, dir)))
+		s := startSite(t, fake, "", qrBlock(fake, "allow *\ncap 100000\n"+fmt.Sprintf(opt, dir)))
 		resp, body := s.get("/qr?path=a")
 		assertImage(t, resp, body, "image/jpeg", 430)
 		waitCached(t, dir, 1)
@@ -395,7 +416,7 @@ func TestRestartKeepsCache(t *testing.T) {
 	dir := t.TempDir()
 	port := freePort(t)
 	cfg := filepath.Join(dir, "Caddyfile")
-	if err := os.WriteFile(cfg, []byte(caddyfile(t, port, filepath.Join(dir, "data"), qrBlock(fake, "allow *"))), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(caddyfile(t, port, filepath.Join(dir, "data"), qrBlock(fake, "allow *\ncap 100000"))), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	base := fmt.Sprintf("http://127.0.0.1:%d", port)
@@ -448,7 +469,7 @@ func readAll(resp *http.Response) ([]byte, error) {
 
 func TestRetryAfterValues(t *testing.T) {
 	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "allow *"))
+	s := startSite(t, fake, "", qrBlock(fake, "allow *\ncap 100000"))
 	for _, tc := range []struct {
 		code     int
 		min, max int
@@ -466,7 +487,7 @@ func TestRetryAfterValues(t *testing.T) {
 // A refused token is replaced once: two code calls and one more token call.
 func TestRefusedTokenRetriedOnce(t *testing.T) {
 	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "allow *"))
+	s := startSite(t, fake, "", qrBlock(fake, "allow *\ncap 100000"))
 	resp, body := s.get("/qr?path=a")
 	assertImage(t, resp, body, "image/jpeg", 430)
 	fake.InvalidateTokens()
@@ -479,7 +500,7 @@ func TestRefusedTokenRetriedOnce(t *testing.T) {
 
 func TestClassicToken(t *testing.T) {
 	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "allow *\ntoken classic"))
+	s := startSite(t, fake, "", qrBlock(fake, "allow *\ncap 100000\ntoken classic"))
 	for _, p := range []string{"a", "b"} {
 		resp, body := s.get("/qr?path=" + p)
 		assertImage(t, resp, body, "image/jpeg", 430)
@@ -492,10 +513,10 @@ func TestClassicToken(t *testing.T) {
 // A config reload keeps the token: the new handler asks for none.
 func TestReloadKeepsToken(t *testing.T) {
 	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "allow *"))
+	s := startSite(t, fake, "", qrBlock(fake, "allow *\ncap 100000"))
 	resp, body := s.get("/qr?path=a")
 	assertImage(t, resp, body, "image/jpeg", 430)
-	cfg, err := adapt(caddyfile(t, s.port, s.dir, qrBlock(fake, "allow *\nwidth 300")))
+	cfg, err := adapt(caddyfile(t, s.port, s.dir, qrBlock(fake, "allow *\ncap 100000\nwidth 300")))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -512,7 +533,7 @@ func TestReloadKeepsToken(t *testing.T) {
 // A client that gives up during a miss does not waste the call.
 func TestClientGivesUpCodeStillCached(t *testing.T) {
 	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "allow *"))
+	s := startSite(t, fake, "", qrBlock(fake, "allow *\ncap 100000"))
 	fake.Inject(wechattest.PathQRCode, wechattest.Fault{Delay: 400 * time.Millisecond}, 1)
 	impatient := &http.Client{Timeout: 100 * time.Millisecond}
 	if _, err := impatient.Get(s.url + "/qr?path=a"); err == nil {
@@ -531,7 +552,7 @@ func TestClientGivesUpCodeStillCached(t *testing.T) {
 
 func TestHeadOnMiss(t *testing.T) {
 	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "allow *"))
+	s := startSite(t, fake, "", qrBlock(fake, "allow *\ncap 100000"))
 	resp, body := s.do(http.MethodHead, "/qr?path=a")
 	if resp.StatusCode != 200 || len(body) != 0 || resp.Header.Get("Content-Type") != "image/jpeg" {
 		t.Fatalf("HEAD: status %d, %d bytes, %q", resp.StatusCode, len(body), resp.Header.Get("Content-Type"))
@@ -545,7 +566,7 @@ func TestHeadOnMiss(t *testing.T) {
 
 func TestAllowForUnlimitedPages(t *testing.T) {
 	fake := newFake(t)
-	s := startSite(t, fake, "", wxBlock(fake, "/p", "api unlimited\nallow pages/item/*"))
+	s := startSite(t, fake, "", wxBlock(fake, "/p", "api unlimited\nallow pages/item/*\ncap 100000"))
 	resp, body := s.get("/p?scene=a&page=pages/item/item")
 	assertImage(t, resp, body, "image/jpeg", 430)
 	resp, body = s.get("/p?scene=a&page=pages/index/index")
@@ -560,7 +581,7 @@ func TestAllowForUnlimitedPages(t *testing.T) {
 func TestTokenFaultsLeakNothing(t *testing.T) {
 	for _, mode := range []string{"stable", "classic"} {
 		fake := newFake(t)
-		s := startSite(t, fake, "", qrBlock(fake, "allow *\ntoken "+mode))
+		s := startSite(t, fake, "", qrBlock(fake, "allow *\ncap 100000\ntoken "+mode))
 		path := map[string]string{"stable": wechattest.PathStableToken, "classic": wechattest.PathToken}[mode]
 		var seen strings.Builder
 		for i, f := range []wechattest.Fault{{Reset: true}, {ErrCode: 40125}, {Status: 500, Body: []byte("oops")}, {Garbage: true}} {
@@ -594,6 +615,7 @@ func TestConnectionRefused(t *testing.T) {
 		secret {env.%s}
 		api_base http://127.0.0.1:%d
 		allow *
+		cap 100000
 	}`, testAppID, secretEnv, port))
 	resp, body := s.get("/qr?path=pages/refused")
 	assertError(t, resp, body, http.StatusBadGateway, 990502)

@@ -16,7 +16,7 @@ import (
 // README's command does, and counts what it did.
 func TestPrefetch(t *testing.T) {
 	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "allow pages/*"))
+	s := startSite(t, fake, "", qrBlock(fake, "allow pages/*\ncap 100000"))
 	for i := range 5 { // already cached
 		s.get(fmt.Sprintf("/qr?path=pages/list/%d", i))
 	}
@@ -55,7 +55,7 @@ func TestPrefetch(t *testing.T) {
 // route's path; a repeated value is asked once.
 func TestPrefetchIntoPath(t *testing.T) {
 	fake := newFake(t)
-	s := startSite(t, fake, "", wxBlock(fake, "/poster/*", "api unlimited\nscene {path.1}\nwidth {query.w}"))
+	s := startSite(t, fake, "", wxBlock(fake, "/poster/*", "api unlimited\nscene {path.1}\nwidth {query.w}\ncap 100000"))
 	cmd := exec.Command(builtCaddy(t), "wxqrcode", "prefetch", "--url", s.url+"/poster/{}?w=280")
 	cmd.Stdin = strings.NewReader("id=1&from=a\nid=2\nid=1&from=a\nx!y(1)\n")
 	out, err := cmd.CombinedOutput()
@@ -104,7 +104,7 @@ func TestPrefetchStopsAtBudget(t *testing.T) {
 func TestStats(t *testing.T) {
 	fake := newFake(t)
 	dir := t.TempDir()
-	s := startSite(t, fake, dir, qrBlock(fake, "allow *")+wxBlock(fake, "/u", "api unlimited"))
+	s := startSite(t, fake, dir, qrBlock(fake, "allow *\ncap 100000")+wxBlock(fake, "/u", "api unlimited\ncap 100000"))
 	for _, uri := range []string{"/qr?path=pages/a", "/qr?path=pages/b", "/u?scene=s1", "/qr?path=pages/a"} {
 		resp, body := s.get(uri)
 		assertImage(t, resp, body, "image/jpeg", 430)
@@ -123,7 +123,7 @@ func TestStats(t *testing.T) {
 		}
 	}
 	cfg := filepath.Join(t.TempDir(), "Caddyfile")
-	if err := os.WriteFile(cfg, []byte(caddyfile(t, freePort(t), dir, qrBlock(fake, "allow *"))), 0o600); err != nil {
+	if err := os.WriteFile(cfg, []byte(caddyfile(t, freePort(t), dir, qrBlock(fake, "allow *\ncap 100000"))), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	out, err = exec.Command(builtCaddy(t), "wxqrcode", "stats", "--config", cfg).CombinedOutput()

@@ -25,6 +25,7 @@ type Cap struct {
 	Codes int `json:"codes"`
 	// Per is the window; zero makes the cap a total budget.
 	Per caddy.Duration `json:"per,omitempty"`
+	By  string         `json:"by,omitempty"`
 }
 
 // lifetimeBudget is WeChat's limit on codes from createQRCode and get
@@ -259,16 +260,6 @@ func checkCaps(caps []Cap) error {
 		seen[c.Per] = true
 	}
 	return nil
-}
-
-// hasBudget reports whether caps include a total budget.
-func hasBudget(caps []Cap) bool {
-	for _, c := range caps {
-		if c.Per == 0 {
-			return true
-		}
-	}
-	return false
 }
 
 // validAppID keeps the appid usable in a storage key. WeChat appids are

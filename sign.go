@@ -44,13 +44,18 @@ func signatureValid(keys []string, canonical, sig string) bool {
 // checkSignature returns the problem with a request's signature, or nil.
 func checkSignature(keys []string, canonical, sig string) error {
 	if sig == "" {
-		return localProblem(http.StatusForbidden, codeSigMissing, "wxqrcode: this URL must be signed (sig is missing)")
+		return localProblem(http.StatusForbidden, codeSigMissing, sigMissingMessage)
 	}
 	if !signatureValid(keys, canonical, sig) {
-		return localProblem(http.StatusForbidden, codeSigInvalid, "wxqrcode: the signature does not match the request")
+		return localProblem(http.StatusForbidden, codeSigInvalid, sigInvalidMessage)
 	}
 	return nil
 }
+
+const (
+	sigMissingMessage = "wxqrcode: this URL must be signed (sig is missing)"
+	sigInvalidMessage = "wxqrcode: the signature does not match the request"
+)
 
 // signURL adds the signature of canonical to u's query.
 func signURL(u *url.URL, key, canonical string) *url.URL {

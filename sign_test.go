@@ -51,7 +51,7 @@ func TestSignedURLs(t *testing.T) {
 		{"tampered width", url.Values{"path": {path}, "width": {"280"}, "sig": {good}}, 403, 990412},
 		{"truncated sig", url.Values{"path": {path}, "sig": {good[:40]}}, 403, 990412},
 		{"not hex", url.Values{"path": {path}, "sig": {strings.Repeat("zz", 32)}}, 403, 990412},
-		{"two sigs", url.Values{"path": {path}, "sig": {good, good}}, 400, 40097},
+		{"two sigs", url.Values{"path": {path}, "sig": {good, good}}, 403, 990412},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -160,5 +160,49 @@ func TestSignCommandConfig(t *testing.T) {
 	}
 	if n := fake.CodeCalls() - before; n != 2 {
 		t.Errorf("%d code calls, want 2", n)
+	}
+}
+
+// With sign_key, the signature is checked before anything else about the
+// request: an unsigned request learns nothing of its inputs or of allow,
+// and one that cannot be resolved at all is a bad signature.
+func TestSignatureCheckedFirst(t *testing.T) {
+	t.Setenv(signKeyEnv, signKey)
+	fake := newFake(t)
+	s := startSite(t, fake, "", qrBlock(fake, "sign_key {env."+signKeyEnv+"}\nallow pages/*"))
+	canonical := func(path string) string {
+		return url.Values{"api": {"qrcode"}, "appid": {testAppID}, "path": {path}, "width": {"430"}}.Encode()
+	}
+	bogus := strings.Repeat("ab", 32)
+	tests := []struct {
+		name    string
+		query   string
+		status  int
+		errcode int
+	}{
+		{"unsigned, bad width", "path=pages/a&width=big", 403, 990411},
+		{"unsigned, disallowed path", "path=admin/secret", 403, 990411},
+		{"unsigned, no path", "", 403, 990411},
+		{"unsigned, path twice", "path=pages/a&path=pages/b", 403, 990411},
+		{"unsigned, malformed query", "path=%zz", 403, 990411},
+		{"bad sig, bad width", "path=pages/a&width=big&sig=" + bogus, 403, 990412},
+		{"bad sig, disallowed path", "path=admin/secret&sig=" + bogus, 403, 990412},
+		{"bad sig, path too long", "path=pages/" + strings.Repeat("a", 200) + "&sig=" + bogus, 403, 990412},
+		{"bad sig, malformed query", "path=%zz&sig=" + bogus, 403, 990412},
+		{"signed, disallowed path", "path=admin/secret&sig=" + hmacHex(signKey, canonical("admin/secret")), 403, 990403},
+		{"signed, allowed path", "path=pages/a&sig=" + hmacHex(signKey, canonical("pages/a")), 200, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := s.get("/qr?" + tt.query)
+			if tt.status == 200 {
+				assertImage(t, resp, body, "image/jpeg", 430)
+				return
+			}
+			assertError(t, resp, body, tt.status, tt.errcode)
+		})
+	}
+	if n := fake.CodeCalls(); n != 1 {
+		t.Errorf("%d code calls, want 1", n)
 	}
 }

@@ -178,7 +178,7 @@ func printStats(ctx context.Context, storage certmagic.Storage, out io.Writer) e
 		req, _ := url.ParseQuery(meta.Request)
 		codes[req.Get("api")+" "+req.Get("appid")]++
 	}
-	fmt.Fprintf(out, "storage: %v\n", storage)
+	fmt.Fprintf(out, "storage: %s\n", storageName(storage))
 	fmt.Fprintf(out, "codes cached: %d (%.1f MiB)", total, float64(size)/(1<<20))
 	if corrupt > 0 {
 		fmt.Fprintf(out, ", %d not whole (fetched again when asked for)", corrupt)
@@ -214,6 +214,16 @@ func printStats(ctx context.Context, storage certmagic.Storage, out io.Writer) e
 		fmt.Fprintln(out)
 	}
 	return nil
+}
+
+// storageName names a storage by its own String, which storage modules
+// write to leave their credentials out, or else by its type: never by its
+// fields.
+func storageName(storage certmagic.Storage) string {
+	if named, ok := storage.(fmt.Stringer); ok {
+		return named.String()
+	}
+	return fmt.Sprintf("%T", storage)
 }
 
 func sortedKeys(m map[string]int) []string {

@@ -22,6 +22,7 @@ const (
 	codeNotAllowed      = 990403 // the path or page matches no allow glob
 	codeMethod          = 990405 // not GET or HEAD
 	codeInternal        = 990500 // the module could not do its work
+	codeCacheUnreadable = 990503 // the storage failed to say whether a qrcode or wxacode code is cached
 	codeUpstreamFailed  = 990502 // WeChat unreachable or its reply unusable
 	codeUpstreamTimeout = 990504 // WeChat did not answer within timeout
 )
@@ -50,6 +51,11 @@ func localProblem(status, code int, message string) *problem {
 // table of the README. WeChat's own errors keep WeChat's body.
 func problemFor(err error) *problem {
 	var werr *wechat.Error
+	var terr *wechat.TokenError
+	if errors.As(err, &terr) && errors.As(err, &werr) {
+		// The detail, which may name the server's IP, goes to the log only.
+		return localProblem(http.StatusBadGateway, werr.Code, "wxqrcode: the server could not get an access token from wechat; its log says why")
+	}
 	if errors.As(err, &werr) {
 		p := localProblem(wechatStatus(werr.Code), werr.Code, werr.Message)
 		if werr.Body != nil {
@@ -67,6 +73,11 @@ func problemFor(err error) *problem {
 	}
 	if errors.Is(err, errCapsUnavailable) {
 		p := localProblem(http.StatusServiceUnavailable, codeInternal, "wxqrcode: the caps on new codes cannot be checked now")
+		p.retryAfter = 30 * time.Second
+		return p
+	}
+	if errors.Is(err, errCacheUnreadable) {
+		p := localProblem(http.StatusServiceUnavailable, codeCacheUnreadable, "wxqrcode: the cache cannot be read now; try again later")
 		p.retryAfter = 30 * time.Second
 		return p
 	}

@@ -3,6 +3,7 @@ package wxqrcode_test
 import (
 	"context"
 	"errors"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -99,26 +100,27 @@ func (s faulty) Stat(ctx context.Context, key string) (certmagic.KeyInfo, error)
 	return s.FileStorage.Stat(ctx, key)
 }
 
-// A storage that fails costs the cache, not the answer; the faults are
-// logged without flooding, and the cache works again once it recovers.
+// For unlimited, a storage that fails costs the cache, not the answer;
+// the faults are logged without flooding, and the cache works again once
+// it recovers.
 func TestStorageFaults(t *testing.T) {
 	fake := newFake(t)
 	root := t.TempDir()
-	s := startSite(t, fake, "", qrBlock(fake, "allow *\nmemory_cache off\nstorage wxqrcode_test_faulty {\n\troot "+root+"\n}"))
+	s := startSite(t, fake, "", wxBlock(fake, "/u", "api unlimited\nscene broken\npage pages/item/item\nmemory_cache off\nstorage wxqrcode_test_faulty {\n\troot "+root+"\n}"))
 	storageBroken.Store(true)
 	t.Cleanup(func() { storageBroken.Store(false) })
 	for range 10 {
-		resp, body := s.get("/qr?path=pages/broken")
+		resp, body := s.get("/u")
 		assertImage(t, resp, body, "image/jpeg", 430)
 	}
 	if fake.CodeCalls() != 10 || fake.TokenCalls() != 1 {
 		t.Errorf("%d code and %d token calls with a broken storage, want 10 and 1", fake.CodeCalls(), fake.TokenCalls())
 	}
 	storageBroken.Store(false)
-	resp, body := s.get("/qr?path=pages/broken")
+	resp, body := s.get("/u")
 	assertImage(t, resp, body, "image/jpeg", 430)
 	waitCached(t, root, 1)
-	resp, body = s.get("/qr?path=pages/broken")
+	resp, body = s.get("/u")
 	assertImage(t, resp, body, "image/jpeg", 430)
 	if n := fake.CodeCalls(); n != 11 {
 		t.Errorf("%d code calls, want 11: the recovered storage serves the code", n)
@@ -134,17 +136,52 @@ func TestStorageFaults(t *testing.T) {
 	}
 }
 
+// For qrcode and wxacode, whose codes spend the lifetime budget, a storage
+// that cannot say whether a code is cached answers 503 rather than ask
+// WeChat for a code that may be paid for already; a missing or corrupt
+// entry is still fetched.
+func TestStorageReadFaultLifetimeAPIs(t *testing.T) {
+	fake := newFake(t)
+	root := t.TempDir()
+	storage := "\nmemory_cache off\nstorage wxqrcode_test_faulty {\n\troot " + root + "\n}"
+	s := startSite(t, fake, "", qrBlock(fake, "allow pages/a pages/b"+storage)+
+		wxBlock(fake, "/wxa", "api wxacode\nallow pages/a"+storage))
+	resp, body := s.get("/qr?path=pages/a")
+	assertImage(t, resp, body, "image/jpeg", 430)
+	waitCached(t, root, 1)
+	storageBroken.Store(true)
+	t.Cleanup(func() { storageBroken.Store(false) })
+	for _, uri := range []string{"/qr?path=pages/a", "/qr?path=pages/b", "/wxa?path=pages/a"} {
+		resp, body := s.get(uri)
+		assertError(t, resp, body, http.StatusServiceUnavailable, 990503)
+		if resp.Header.Get("Retry-After") == "" {
+			t.Errorf("%s: no Retry-After", uri)
+		}
+	}
+	if n := fake.CodeCalls(); n != 1 {
+		t.Errorf("%d code calls, want 1: a broken storage asks WeChat for nothing", n)
+	}
+	storageBroken.Store(false)
+	resp, body = s.get("/qr?path=pages/a")
+	assertImage(t, resp, body, "image/jpeg", 430)
+	resp, body = s.get("/qr?path=pages/b")
+	assertImage(t, resp, body, "image/jpeg", 430)
+	if n := fake.CodeCalls(); n != 2 {
+		t.Errorf("%d code calls, want 2: the stored code served, the new one fetched", n)
+	}
+}
+
 // A cache_dir that cannot be written, here under a regular file, still
-// serves codes.
+// serves codes of unlimited, whose codes spend no budget.
 func TestUnwritableCacheDir(t *testing.T) {
 	fake := newFake(t)
 	file := filepath.Join(t.TempDir(), "file")
 	if err := os.WriteFile(file, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := startSite(t, fake, "", qrBlock(fake, "allow *\nmemory_cache off\ncache_dir "+filepath.Join(file, "cache")))
+	s := startSite(t, fake, "", wxBlock(fake, "/u", "api unlimited\nscene nowhere\npage pages/item/item\nmemory_cache off\ncache_dir "+filepath.Join(file, "cache")))
 	for range 3 {
-		resp, body := s.get("/qr?path=pages/nowhere")
+		resp, body := s.get("/u")
 		assertImage(t, resp, body, "image/jpeg", 430)
 	}
 	if n := fake.CodeCalls(); n != 3 {

@@ -32,7 +32,9 @@ http://127.0.0.1:$PORT {
 		appid {env.WX_APPID}
 		secret {env.WX_SECRET}
 		api_base {env.WX_API_BASE}
+		# Requests choose the path: the load must bound the total.
 		allow *
+		cap 100000000
 		timeout 2s
 		memory_cache 16MiB
 	}

@@ -619,3 +619,44 @@ func TestFailedForcedRefreshBackedOff(t *testing.T) {
 		t.Errorf("%d token calls and %d forced, want 2 and 1: the failure is backed off", src.calls, src.forced)
 	}
 }
+
+// Failures of either token endpoint are *TokenError, WeChat's own refusal
+// still reachable as an *Error; a code API's refusal is not a TokenError.
+func TestTokenErrorMarksTokenEndpoint(t *testing.T) {
+	fake := wechattest.NewServer(testAppID, testSecret)
+	defer fake.Close()
+	ctx := context.Background()
+	sources := map[string]wechat.TokenSource{
+		wechattest.PathStableToken: &wechat.StableTokenSource{BaseURL: fake.URL, AppID: testAppID, Secret: testSecret},
+		wechattest.PathToken:       &wechat.ClassicTokenSource{BaseURL: fake.URL, AppID: testAppID, Secret: testSecret},
+	}
+	for path, src := range sources {
+		for _, f := range []wechattest.Fault{{ErrCode: 40164}, {Reset: true}, {Status: 502}, {Garbage: true}} {
+			fake.ClearFaults()
+			fake.Inject(path, f, 0)
+			_, err := src.Token(ctx)
+			var terr *wechat.TokenError
+			if !errors.As(err, &terr) {
+				t.Errorf("%s %+v: %v, want a *TokenError", path, f, err)
+			}
+			var werr *wechat.Error
+			if f.ErrCode != 0 && (!errors.As(err, &werr) || werr.Code != f.ErrCode) {
+				t.Errorf("%s %+v: %v, want WeChat's errcode inside", path, f, err)
+			}
+		}
+	}
+	fake.ClearFaults()
+	c := &wechat.Client{BaseURL: fake.URL, Tokens: wechat.NewReuseTokenSource(sources[wechattest.PathStableToken])}
+	fake.Inject(wechattest.PathQRCode, wechattest.Fault{ErrCode: 40164}, 0)
+	_, err := c.CreateQRCode(ctx, qr("a"))
+	var terr *wechat.TokenError
+	if err == nil || errors.As(err, &terr) {
+		t.Errorf("a code API's refusal: %v, want an error that is no *TokenError", err)
+	}
+	fake.ClearFaults()
+	fake.Inject(wechattest.PathStableToken, wechattest.Fault{ErrCode: 40013}, 0)
+	c = &wechat.Client{BaseURL: fake.URL, Tokens: wechat.NewReuseTokenSource(sources[wechattest.PathStableToken])}
+	if _, err := c.CreateQRCode(ctx, qr("a")); !errors.As(err, &terr) {
+		t.Errorf("a code call whose token fails: %v, want a *TokenError", err)
+	}
+}

@@ -61,6 +61,18 @@ var ErrBadReply = errors.New("wechat: reply is neither a whole image nor an erro
 // ErrReplyTooLarge is returned for a reply longer than Client.MaxReplySize.
 var ErrReplyTooLarge = errors.New("wechat: reply too large")
 
+// TokenError is a failure to get an access token from a token endpoint:
+// Err is the cause, an *Error for WeChat's refusals. It concerns the
+// server, not the request that needed the token: WeChat's message may
+// name the server's IP address (40164), so show it to operators only.
+type TokenError struct {
+	Err error
+}
+
+func (e *TokenError) Error() string { return "wechat: getting an access token: " + e.Err.Error() }
+
+func (e *TokenError) Unwrap() error { return e.Err }
+
 // StatusError is returned when WeChat (or a proxy in front of it) answers
 // with an HTTP status other than 200 and no WeChat error body.
 type StatusError struct {

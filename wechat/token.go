@@ -95,6 +95,7 @@ func (s *ClassicTokenSource) Token(ctx context.Context) (*Token, error) {
 	return fetchToken(ctx, s.HTTPClient, s.Observer, OpToken, http.MethodGet, baseURL(s.BaseURL), pathToken, q, nil)
 }
 
+// fetchToken asks a token endpoint; its errors are *TokenError.
 func fetchToken(ctx context.Context, hc *http.Client, o Observer, op, method, base, path string, query url.Values, body []byte) (*Token, error) {
 	start := time.Now()
 	data, _, err := roundTrip(ctx, hc, method, base, path, query, body, maxTokenReply)
@@ -103,7 +104,10 @@ func fetchToken(ctx context.Context, hc *http.Client, o Observer, op, method, ba
 		tok, err = parseTokenReply(data, start)
 	}
 	observe(o, op, start, err)
-	return tok, err
+	if err != nil {
+		return nil, &TokenError{Err: err}
+	}
+	return tok, nil
 }
 
 // parseTokenReply reads a token endpoint's reply; start is when the
