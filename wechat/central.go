@@ -51,7 +51,8 @@ type URLTokenSource struct {
 // hands back the token WeChat has just refused.
 var ErrRefusedTokenAgain = errors.New("wechat: the token server handed back the access token WeChat refused; it must fetch a new one from WeChat")
 
-// Token asks the server for its current token.
+// Token asks the server for its current token. Its errors are
+// *TokenError, like those of WeChat's own token endpoints.
 func (s *URLTokenSource) Token(ctx context.Context) (*Token, error) {
 	u, err := url.Parse(s.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -68,10 +69,13 @@ func (s *URLTokenSource) Token(ctx context.Context) (*Token, error) {
 	for try := 0; ; try++ {
 		tok, err := s.fetch(ctx, u.String(), name)
 		if err == nil {
-			return s.check(tok)
+			if tok, err = s.check(tok); err == nil {
+				return tok, nil
+			}
+			return nil, &TokenError{Err: err}
 		}
 		if !transient(err) || try >= retries || sleepCtx(ctx, backoff) != nil {
-			return nil, err
+			return nil, &TokenError{Err: err}
 		}
 		backoff *= 2
 	}

@@ -167,6 +167,10 @@ func TestURLTokenFailuresBackedOff(t *testing.T) {
 			if !tc.check(err) {
 				t.Fatalf("unexpected error %v", err)
 			}
+			var terr *wechat.TokenError
+			if !errors.As(err, &terr) {
+				t.Errorf("%v is not a *TokenError, so the handler would pass its detail to visitors", err)
+			}
 			if n := centralCalls(fake); n != tc.tries {
 				t.Errorf("%d requests for one Token call, want %d", n, tc.tries)
 			}
