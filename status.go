@@ -22,6 +22,7 @@ const (
 	codeNotAllowed      = 990403 // the path or page matches no allow glob
 	codeMethod          = 990405 // not GET or HEAD
 	codeInternal        = 990500 // the module could not do its work
+	codeBusy            = 990503 // too many new codes are being fetched at once
 	codeUpstreamFailed  = 990502 // WeChat unreachable or its reply unusable
 	codeUpstreamTimeout = 990504 // WeChat did not answer within timeout
 )
@@ -44,6 +45,14 @@ func localProblem(status, code int, message string) *problem {
 		ErrMsg  string `json:"errmsg"`
 	}{code, message})
 	return &problem{status: status, body: body, code: code, message: message}
+}
+
+// busyProblem answers a request that found every slot for a call to
+// WeChat taken for its whole timeout.
+func busyProblem() *problem {
+	p := localProblem(http.StatusServiceUnavailable, codeBusy, "wxqrcode: too many new codes are being made at once; try again shortly")
+	p.retryAfter = 5 * time.Second
+	return p
 }
 
 // problemFor maps an error from resolving or fetching a code to the status
