@@ -188,7 +188,7 @@ func parseCap(args []string) (Cap, error) {
 		return Cap{}, fmt.Errorf("cap: %q is not a positive number of codes", args[0])
 	}
 	c := Cap{Codes: n}
-	if len(args) == 3 {
+	if len(args) >= 3 {
 		per, err := caddy.ParseDuration(args[2])
 		if err != nil || per <= 0 {
 			return Cap{}, fmt.Errorf("cap: %q is not a positive duration", args[2])
