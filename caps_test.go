@@ -1,10 +1,15 @@
 package wxqrcode_test
 
 import (
+	"bytes"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -104,4 +109,90 @@ func TestBudgetKeepsUnknownOutcomes(t *testing.T) {
 	assertImage(t, resp, body, "image/jpeg", 430)
 	resp, body = s.get("/qr?path=newer")
 	assertError(t, resp, body, http.StatusForbidden, 990421)
+}
+
+// Two instances on one storage share a total cap under a burst of new
+// codes: exactly the cap is generated, between them, and the rest are
+// refused as the budget spent.
+func TestClusterCapExact(t *testing.T) {
+	fake := newFake(t)
+	fake.Inject(wechattest.PathQRCode, wechattest.Fault{Delay: 20 * time.Millisecond}, 0)
+	dir := t.TempDir()
+	shared := filepath.Join(dir, "shared")
+	var sites []*site
+	for i := range 2 {
+		port := freePort(t)
+		cfg := filepath.Join(dir, fmt.Sprintf("Caddyfile%d", i))
+		if err := os.WriteFile(cfg, []byte(caddyfile(t, port, shared, qrBlock(fake, "allow *\ncap 50"))), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		url := fmt.Sprintf("http://127.0.0.1:%d", port)
+		startProcess(t, dir, url+"/", nil, "run", "--config", cfg)
+		sites = append(sites, &site{t: t, url: url})
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	served := map[int]int{}
+	statuses := map[string]int{}
+	for i := range 200 {
+		wg.Go(func() {
+			resp, err := http.Get(fmt.Sprintf("%s/qr?path=pages/burst/%d", sites[i%2].url, i))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			body, _ := readAll(resp)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case resp.StatusCode == http.StatusOK:
+				served[i%2]++
+			case resp.StatusCode == http.StatusForbidden && bytes.Contains(body, []byte(`"errcode":990421`)):
+				statuses["403 990421"]++
+			default:
+				statuses[fmt.Sprintf("%d %s", resp.StatusCode, body)]++
+			}
+		})
+	}
+	wg.Wait()
+	if served[0]+served[1] != 50 || served[0] == 0 || served[1] == 0 {
+		t.Errorf("served %d and %d new codes, want 50 between them, some each", served[0], served[1])
+	}
+	if statuses["403 990421"] != 150 || len(statuses) != 1 {
+		t.Errorf("refusals %v, want 150 times 403 990421", statuses)
+	}
+	if fake.Generated() != 50 || fake.CodeCalls() != 50 {
+		t.Errorf("WeChat generated %d codes in %d calls, want 50", fake.Generated(), fake.CodeCalls())
+	}
+}
+
+// A per-visitor cap counts the new codes of each visitor apart; hits
+// never count; visitors without the header share one count.
+func TestCapPerVisitor(t *testing.T) {
+	fake := newFake(t)
+	s := startSite(t, fake, "", qrBlock(fake, "allow *\ncap 100000\ncap 2 per 1h by {header.X-User}"))
+	for _, user := range []string{"ann", "bob"} {
+		for _, p := range []string{"a", "b", "a", "b"} { // two new codes, then hits
+			resp, body := s.get("/qr?path="+user+"/"+p, "X-User", user)
+			assertImage(t, resp, body, "image/jpeg", 430)
+		}
+		resp, body := s.get("/qr?path="+user+"/c", "X-User", user)
+		assertError(t, resp, body, http.StatusTooManyRequests, 990429)
+		if n, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || n < 1 || n > 3600 {
+			t.Errorf("Retry-After %q, want 1..3600", resp.Header.Get("Retry-After"))
+		}
+		// Another visitor's code, already made, is a hit.
+		resp, body = s.get("/qr?path=ann/a", "X-User", user)
+		assertImage(t, resp, body, "image/jpeg", 430)
+	}
+	for _, p := range []string{"x", "y"} {
+		resp, body := s.get("/qr?path=anon/" + p)
+		assertImage(t, resp, body, "image/jpeg", 430)
+	}
+	resp, body := s.get("/qr?path=anon/z")
+	assertError(t, resp, body, http.StatusTooManyRequests, 990429)
+	if n := fake.CodeCalls(); n != 6 {
+		t.Errorf("%d code calls, want 6", n)
+	}
 }
