@@ -87,7 +87,7 @@ func TestCaddyfileEverySubdirective(t *testing.T) {
 		"timeout":     3e9,
 		"allow":       []any{"pages/item/item?id=*", "pages/index/index", "pages/about/about"},
 		"sign_key":    []any{"{env.KEY_NEW}", "{env.KEY_OLD}"},
-		"caps":        []any{map[string]any{"codes": 100.0, "per": 3.6e12}, map[string]any{"codes": 5000.0},
+		"caps": []any{map[string]any{"codes": 100.0, "per": 3.6e12}, map[string]any{"codes": 5000.0},
 			map[string]any{"codes": 10.0, "per": 6e10, "by": "{http.request.header.X-User}"}},
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {

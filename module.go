@@ -178,9 +178,8 @@ const (
 	// maxTimeout bounds timeout: a request waits that long at most.
 	maxTimeout = time.Hour
 	// maxInFlight bounds the new codes one handler fetches at once; more
-	// wait for up to timeout, then get a 503. It is well above what a
-	// cluster of a few instances needs (about 60 in flight each at 150
-	// misses/s against a WeChat answering in 400 ms).
+	// wait for up to timeout, then get a 503. It is well above the 40 in
+	// flight per instance of bench/cluster.sh.
 	maxInFlight  = 64
 	tokenStable  = "stable"
 	tokenClassic = "classic"
@@ -641,9 +640,10 @@ func (h *Handler) remember(cr *codeRequest, e *entry) {
 // fetch asks WeChat for the code and caches it. The storage's lock for the
 // key makes instances sharing the storage call once between them: whoever
 // waited for the lock finds the code cached. The answer does not wait for
-// the storage: the image is stored, counted and the lock released after
-// it, still before another instance can take the lock. A storage that
-// fails to lock or write costs the cache, not the answer.
+// the storage: the image is stored and the lock released after it, still
+// before another instance can take the lock; the code is counted in
+// memory and written with the caps' next flush. A storage that fails to
+// lock or write costs the cache, not the answer.
 func (h *Handler) fetch(ctx context.Context, cr *codeRequest) (*entry, error) {
 	// Cleanup waits for this fetch, its call and its writes.
 	h.pending.Add(1)
