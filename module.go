@@ -129,7 +129,8 @@ type Handler struct {
 	SignKey []string `json:"sign_key,omitempty"`
 
 	// Caps limit the new codes this handler has WeChat generate, per
-	// window or in total, counted per app in the storage.
+	// window or in total, counted per app in the storage (each instance
+	// leases blocks of the count), or per visitor, counted in memory.
 	Caps []Cap `json:"caps,omitempty"`
 
 	// MemoryCache bounds the memory cache in front of the storage, in

@@ -1,4 +1,4 @@
--- New codes only, for bench/cluster.sh: every request asks for a path no
+-- New codes only, for bench/cluster.sh: every request asks for a scene no
 -- request has asked for before (a prefix per wrk process, a counter per
 -- thread).
 local threads = 0
@@ -15,5 +15,5 @@ end
 
 function request()
 	counter = counter + 1
-	return wrk.format("GET", "/qr?path=pages/" .. prefix .. "/" .. id .. "/" .. counter)
+	return wrk.format("GET", "/qr?scene=" .. prefix .. "-" .. id .. "-" .. counter)
 end

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Cluster benchmark, on loopback only: two Caddy instances on one
 # file_system storage against the fake WeChat (every code call takes
-# DELAY), both driven at once with distinct new codes (wrk, CONNS
+# DELAY), both driven at once with distinct new codes of api unlimited
+# (scenes from the query; wrk with bench/cluster.lua, CONNS
 # connections each, for DURATION). Runs it without caps, with a total cap
 # too large to run out and with a window cap, ROUNDS times interleaved (a
 # shared machine is noisy), and prints misses/s and p99 latency per
@@ -44,7 +45,7 @@ http://127.0.0.1:$port {
 		appid {env.WX_APPID}
 		secret {env.WX_SECRET}
 		api_base {env.WX_API_BASE}
-		allow *
+		api unlimited
 		$options
 	}
 }
@@ -54,7 +55,7 @@ EOC
 		pids+=($!)
 		for _ in $(seq 200); do curl -s -o /dev/null "http://127.0.0.1:$port/up" && break; sleep 0.05; done
 		# One code first, so the instance has its token before the clock starts.
-		curl -s -o /dev/null "http://127.0.0.1:$port/qr?path=pages/warm/$name-$round-$i"
+		curl -s -o /dev/null "http://127.0.0.1:$port/qr?scene=warm-$name-$round-$i"
 	done
 	local waits=()
 	for i in 0 1; do
