@@ -112,11 +112,14 @@ func TestBudgetKeepsUnknownOutcomes(t *testing.T) {
 }
 
 // Two instances on one storage share a total cap under a burst of new
-// codes: exactly the cap is generated, between them, and the rest are
-// refused as the budget spent.
+// codes: never more than the cap is generated, between them, the rest are
+// refused as the budget spent, and no code of the cap is lost. The burst lasts a few seconds (4 clients
+// per instance, WeChat taking 300 ms a call), longer than the second that
+// the file_system storage lets a lock waiter sleep, so that both
+// instances lease from the count.
 func TestClusterCapExact(t *testing.T) {
 	fake := newFake(t)
-	fake.Inject(wechattest.PathQRCode, wechattest.Fault{Delay: 20 * time.Millisecond}, 0)
+	fake.Inject(wechattest.PathQRCode, wechattest.Fault{Delay: 300 * time.Millisecond}, 0)
 	dir := t.TempDir()
 	shared := filepath.Join(dir, "shared")
 	var sites []*site
@@ -134,36 +137,54 @@ func TestClusterCapExact(t *testing.T) {
 	var mu sync.Mutex
 	served := map[int]int{}
 	statuses := map[string]int{}
-	for i := range 200 {
+	requests := make(chan int)
+	for w := range 8 {
 		wg.Go(func() {
-			resp, err := http.Get(fmt.Sprintf("%s/qr?path=pages/burst/%d", sites[i%2].url, i))
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			defer resp.Body.Close()
-			body, _ := readAll(resp)
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case resp.StatusCode == http.StatusOK:
-				served[i%2]++
-			case resp.StatusCode == http.StatusForbidden && bytes.Contains(body, []byte(`"errcode":990421`)):
-				statuses["403 990421"]++
-			default:
-				statuses[fmt.Sprintf("%d %s", resp.StatusCode, body)]++
+			for i := range requests {
+				resp, err := http.Get(fmt.Sprintf("%s/qr?path=pages/burst/%d", sites[w%2].url, i))
+				if err != nil {
+					t.Error(err)
+					continue
+				}
+				body, _ := readAll(resp)
+				resp.Body.Close()
+				mu.Lock()
+				switch {
+				case resp.StatusCode == http.StatusOK:
+					served[w%2]++
+				case resp.StatusCode == http.StatusForbidden && bytes.Contains(body, []byte(`"errcode":990421`)):
+					statuses["403 990421"]++
+				default:
+					statuses[fmt.Sprintf("%d %s", resp.StatusCode, body)]++
+				}
+				mu.Unlock()
 			}
 		})
 	}
+	for i := range 200 {
+		requests <- i
+	}
+	close(requests)
 	wg.Wait()
-	if served[0]+served[1] != 50 || served[0] == 0 || served[1] == 0 {
-		t.Errorf("served %d and %d new codes, want 50 between them, some each", served[0], served[1])
+	burst := served[0] + served[1]
+	if burst > 50 || burst < 45 || served[0] == 0 || served[1] == 0 {
+		t.Errorf("served %d and %d new codes, want at most 50 between them, some each", served[0], served[1])
 	}
-	if statuses["403 990421"] != 150 || len(statuses) != 1 {
-		t.Errorf("refusals %v, want 150 times 403 990421", statuses)
+	if statuses["403 990421"] != 200-burst || len(statuses) != 1 {
+		t.Errorf("refusals %v, want %d times 403 990421", statuses, 200-burst)
 	}
-	if fake.Generated() != 50 || fake.CodeCalls() != 50 {
-		t.Errorf("WeChat generated %d codes in %d calls, want 50", fake.Generated(), fake.CodeCalls())
+	// An instance may still hold a few codes of its lease when the other
+	// finds the count spent: they are served by the instance holding them.
+	for i := range 20 {
+		resp, body := sites[i%2].get(fmt.Sprintf("/qr?path=pages/after/%d", i))
+		if resp.StatusCode == http.StatusOK {
+			burst++
+		} else {
+			assertError(t, resp, body, http.StatusForbidden, 990421)
+		}
+	}
+	if burst != 50 || fake.Generated() != 50 || fake.CodeCalls() != 50 {
+		t.Errorf("%d codes served; WeChat generated %d codes in %d calls; want 50", burst, fake.Generated(), fake.CodeCalls())
 	}
 }
 
