@@ -30,6 +30,14 @@ func testBook(t *testing.T, dir string, now func() time.Time) *book {
 	return b
 }
 
+// testLease is newLease for a test, which waits at its end for the lease
+// being taken, so that nothing writes into its TempDir after it.
+func testLease(t *testing.T, b *book, c Cap) *capLease {
+	l := newLease(b, c)
+	t.Cleanup(func() { waitRefilled(l) })
+	return l
+}
+
 func (b *book) doc(t *testing.T) quotaDoc {
 	t.Helper()
 	var doc quotaDoc
@@ -102,7 +110,7 @@ func TestQuotaStorageFault(t *testing.T) {
 	if b.generated != 1 {
 		t.Errorf("pending %d after a failed write, want 1", b.generated)
 	}
-	l := newLease(b, Cap{Codes: 10})
+	l := testLease(t, b, Cap{Codes: 10})
 	if _, err := l.take(context.Background()); !errors.Is(err, errCapsUnavailable) {
 		t.Fatalf("with caps: %v, want errCapsUnavailable", err)
 	}
@@ -113,7 +121,7 @@ func TestQuotaStorageFault(t *testing.T) {
 func TestLeasesExactAcrossInstances(t *testing.T) {
 	dir := t.TempDir()
 	c := Cap{Codes: 500}
-	a, b := newLease(testBook(t, dir, time.Now), c), newLease(testBook(t, dir, time.Now), c)
+	a, b := testLease(t, testBook(t, dir, time.Now), c), testLease(t, testBook(t, dir, time.Now), c)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	spent := map[*capLease]int{}
@@ -176,7 +184,7 @@ func TestLeaseCountsOldDocument(t *testing.T) {
 	if err := bk.update(context.Background(), func(d *quotaDoc) { d.Generated = 7 }); err != nil {
 		t.Fatal(err)
 	}
-	if n, _ := takeAll(t, newLease(bk, Cap{Codes: 10})); n != 3 {
+	if n, _ := takeAll(t, testLease(t, bk, Cap{Codes: 10})); n != 3 {
 		t.Errorf("took %d, want 3 of 10 after 7 generated", n)
 	}
 }
@@ -186,7 +194,7 @@ func TestSpentCapAnswersWithoutLock(t *testing.T) {
 	dir := t.TempDir()
 	clk := &clock{t: time.Date(2026, 1, 1, 10, 30, 0, 0, time.UTC)}
 	bk := testBook(t, dir, clk.now)
-	total, window := newLease(bk, Cap{Codes: 2}), newLease(bk, Cap{Codes: 2, Per: caddyHour})
+	total, window := testLease(t, bk, Cap{Codes: 2}), testLease(t, bk, Cap{Codes: 2, Per: caddyHour})
 	takeAll(t, total)
 	takeAll(t, window)
 	ctx := context.Background()
@@ -225,7 +233,7 @@ func TestWindowRolloverReleaseSkew(t *testing.T) {
 	c := Cap{Codes: 3, Per: caddyHour}
 	t0 := time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
 	clkA, clkB := &clock{t: t0.Add(50 * time.Minute)}, &clock{t: t0.Add(50 * time.Minute)}
-	a := newLease(testBook(t, dir, clkA.now), c)
+	a := testLease(t, testBook(t, dir, clkA.now), c)
 	p, err := a.take(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -252,7 +260,7 @@ func TestWindowRolloverReleaseSkew(t *testing.T) {
 	}
 	// b's clock lags into the last window: it spends in the document's
 	// window, now full, and leaves it as it was.
-	b := newLease(testBook(t, dir, clkB.now), c)
+	b := testLease(t, testBook(t, dir, clkB.now), c)
 	_, err = b.take(context.Background())
 	if pr, ok := err.(*problem); !ok || pr.code != codeRateCapped {
 		t.Fatalf("lagging instance: %v, want the window full", err)
@@ -268,7 +276,7 @@ func TestWindowLimitsShareCount(t *testing.T) {
 	dir := t.TempDir()
 	clk := &clock{t: time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)}
 	bk := testBook(t, dir, clk.now)
-	small, large := newLease(bk, Cap{Codes: 4, Per: caddyHour}), newLease(bk, Cap{Codes: 10, Per: caddyHour})
+	small, large := testLease(t, bk, Cap{Codes: 4, Per: caddyHour}), testLease(t, bk, Cap{Codes: 10, Per: caddyHour})
 	if n, _ := takeAll(t, small); n != 4 {
 		t.Fatalf("small took %d, want 4", n)
 	}
@@ -281,7 +289,7 @@ func TestWindowLimitsShareCount(t *testing.T) {
 func TestIdleLeaseGivesBack(t *testing.T) {
 	dir := t.TempDir()
 	bk := testBook(t, dir, time.Now)
-	l := newLease(bk, Cap{Codes: 1000})
+	l := testLease(t, bk, Cap{Codes: 1000})
 	if _, err := l.take(context.Background()); err != nil {
 		t.Fatal(err)
 	}
