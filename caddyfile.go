@@ -48,7 +48,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    timeout     <duration>
 //	    allow       <glob...>
 //	    sign_key    <key...>
-//	    cap         <n> [per <duration>]
+//	    cap         <n> [per <duration> [by <template>]]
 //	    memory_cache <size>|off
 //	}
 //
@@ -178,22 +178,31 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 // Interface guards
 var _ caddyfile.Unmarshaler = (*Handler)(nil)
 
-// parseCap reads the arguments of cap: <n> [per <duration>].
+// parseCap reads the arguments of cap: <n> [per <duration> [by <template>]].
 func parseCap(args []string) (Cap, error) {
-	if len(args) != 1 && (len(args) != 3 || args[1] != "per") {
-		return Cap{}, fmt.Errorf("cap takes <n> or <n> per <duration>")
+	if len(args) >= 2 && args[1] == "by" {
+		return Cap{}, fmt.Errorf("cap: by needs a window: cap <n> per <duration> by <template>")
+	}
+	if len(args) != 1 && (len(args) != 3 || args[1] != "per") && (len(args) != 5 || args[1] != "per" || args[3] != "by") {
+		return Cap{}, fmt.Errorf("cap takes <n>, <n> per <duration> or <n> per <duration> by <template>")
 	}
 	n, err := strconv.Atoi(args[0])
 	if err != nil || n < 1 {
 		return Cap{}, fmt.Errorf("cap: %q is not a positive number of codes", args[0])
 	}
 	c := Cap{Codes: n}
-	if len(args) == 3 {
+	if len(args) >= 3 {
 		per, err := caddy.ParseDuration(args[2])
 		if err != nil || per <= 0 {
 			return Cap{}, fmt.Errorf("cap: %q is not a positive duration", args[2])
 		}
 		c.Per = caddy.Duration(per)
+	}
+	if len(args) == 5 {
+		if args[4] == "" {
+			return Cap{}, fmt.Errorf("cap: by needs a template such as {client_ip}")
+		}
+		c.By = args[4]
 	}
 	return c, nil
 }

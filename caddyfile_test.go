@@ -65,6 +65,7 @@ func TestCaddyfileEverySubdirective(t *testing.T) {
 		sign_key {env.KEY_NEW} {env.KEY_OLD}
 		cap 100 per 1h
 		cap 5000
+		cap 10 per 1m by {header.X-User}
 	}`)
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +87,8 @@ func TestCaddyfileEverySubdirective(t *testing.T) {
 		"timeout":     3e9,
 		"allow":       []any{"pages/item/item?id=*", "pages/index/index", "pages/about/about"},
 		"sign_key":    []any{"{env.KEY_NEW}", "{env.KEY_OLD}"},
-		"caps":        []any{map[string]any{"codes": 100.0, "per": 3.6e12}, map[string]any{"codes": 5000.0}},
+		"caps": []any{map[string]any{"codes": 100.0, "per": 3.6e12}, map[string]any{"codes": 5000.0},
+			map[string]any{"codes": 10.0, "per": 6e10, "by": "{http.request.header.X-User}"}},
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("adapted\n%v\nwant\n%v", got, want)
@@ -151,7 +153,10 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"cache_dir and storage", head + "\tcache_dir /a\n\tstorage file_system {\n\t\troot /b\n\t}\n\tallow *\n}", 2, "either cache_dir or storage"},
 		{"cap not a number", head + "\tcap many\n\tallow *\n}", 5, "not a positive number of codes"},
 		{"cap zero", head + "\tcap 0\n\tallow *\n}", 5, "not a positive number of codes"},
-		{"cap bad word", head + "\tcap 5 each 1h\n\tallow *\n}", 5, "cap takes <n> or <n> per <duration>"},
+		{"cap bad word", head + "\tcap 5 each 1h\n\tallow *\n}", 5, "cap takes <n>, <n> per <duration> or <n> per <duration> by <template>"},
+		{"cap by without per", head + "\tcap 5 by {client_ip}\n\tallow *\n}", 5, "by needs a window"},
+		{"cap by bad word", head + "\tcap 5 per 1h with {client_ip}\n\tallow *\n}", 5, "cap takes <n>"},
+		{"two caps per window by one template", head + "\tcap 5 per 1h by {client_ip}\n\tcap 9 per 60m by {client_ip}\n\tallow *\n}", 2, "two caps per 1h0m0s by {http.vars.client_ip}"},
 		{"cap bad window", head + "\tcap 5 per soon\n\tallow *\n}", 5, "not a positive duration"},
 		{"two caps per window", head + "\tcap 5 per 1h\n\tcap 50 per 60m\n\tallow *\n}", 2, "two caps per 1h0m0s"},
 		{"two budgets", head + "\tcap 5\n\tcap 50\n}", 2, "two total budgets"},

@@ -1,10 +1,15 @@
 package wxqrcode_test
 
 import (
+	"bytes"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -104,4 +109,111 @@ func TestBudgetKeepsUnknownOutcomes(t *testing.T) {
 	assertImage(t, resp, body, "image/jpeg", 430)
 	resp, body = s.get("/qr?path=newer")
 	assertError(t, resp, body, http.StatusForbidden, 990421)
+}
+
+// Two instances on one storage share a total cap under a burst of new
+// codes: never more than the cap is generated, between them, the rest are
+// refused as the budget spent, and no code of the cap is lost. The burst lasts a few seconds (4 clients
+// per instance, WeChat taking 300 ms a call), longer than the second that
+// the file_system storage lets a lock waiter sleep, so that both
+// instances lease from the count.
+func TestClusterCapExact(t *testing.T) {
+	fake := newFake(t)
+	fake.Inject(wechattest.PathQRCode, wechattest.Fault{Delay: 300 * time.Millisecond}, 0)
+	dir := t.TempDir()
+	shared := filepath.Join(dir, "shared")
+	var sites []*site
+	for i := range 2 {
+		port := freePort(t)
+		cfg := filepath.Join(dir, fmt.Sprintf("Caddyfile%d", i))
+		if err := os.WriteFile(cfg, []byte(caddyfile(t, port, shared, qrBlock(fake, "allow *\ncap 50"))), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		url := fmt.Sprintf("http://127.0.0.1:%d", port)
+		startProcess(t, dir, url+"/", nil, "run", "--config", cfg)
+		sites = append(sites, &site{t: t, url: url})
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	served := map[int]int{}
+	statuses := map[string]int{}
+	requests := make(chan int)
+	for w := range 8 {
+		wg.Go(func() {
+			for i := range requests {
+				resp, err := http.Get(fmt.Sprintf("%s/qr?path=pages/burst/%d", sites[w%2].url, i))
+				if err != nil {
+					t.Error(err)
+					continue
+				}
+				body, _ := readAll(resp)
+				resp.Body.Close()
+				mu.Lock()
+				switch {
+				case resp.StatusCode == http.StatusOK:
+					served[w%2]++
+				case resp.StatusCode == http.StatusForbidden && bytes.Contains(body, []byte(`"errcode":990421`)):
+					statuses["403 990421"]++
+				default:
+					statuses[fmt.Sprintf("%d %s", resp.StatusCode, body)]++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	for i := range 200 {
+		requests <- i
+	}
+	close(requests)
+	wg.Wait()
+	burst := served[0] + served[1]
+	if burst > 50 || burst < 45 || served[0] == 0 || served[1] == 0 {
+		t.Errorf("served %d and %d new codes, want at most 50 between them, some each", served[0], served[1])
+	}
+	if statuses["403 990421"] != 200-burst || len(statuses) != 1 {
+		t.Errorf("refusals %v, want %d times 403 990421", statuses, 200-burst)
+	}
+	// An instance may still hold a few codes of its lease when the other
+	// finds the count spent: they are served by the instance holding them.
+	for i := range 20 {
+		resp, body := sites[i%2].get(fmt.Sprintf("/qr?path=pages/after/%d", i))
+		if resp.StatusCode == http.StatusOK {
+			burst++
+		} else {
+			assertError(t, resp, body, http.StatusForbidden, 990421)
+		}
+	}
+	if burst != 50 || fake.Generated() != 50 || fake.CodeCalls() != 50 {
+		t.Errorf("%d codes served; WeChat generated %d codes in %d calls; want 50", burst, fake.Generated(), fake.CodeCalls())
+	}
+}
+
+// A per-visitor cap counts the new codes of each visitor apart; hits
+// never count; visitors without the header share one count.
+func TestCapPerVisitor(t *testing.T) {
+	fake := newFake(t)
+	s := startSite(t, fake, "", qrBlock(fake, "allow *\ncap 100000\ncap 2 per 1h by {header.X-User}"))
+	for _, user := range []string{"ann", "bob"} {
+		for _, p := range []string{"a", "b", "a", "b"} { // two new codes, then hits
+			resp, body := s.get("/qr?path="+user+"/"+p, "X-User", user)
+			assertImage(t, resp, body, "image/jpeg", 430)
+		}
+		resp, body := s.get("/qr?path="+user+"/c", "X-User", user)
+		assertError(t, resp, body, http.StatusTooManyRequests, 990429)
+		if n, err := strconv.Atoi(resp.Header.Get("Retry-After")); err != nil || n < 1 || n > 3600 {
+			t.Errorf("Retry-After %q, want 1..3600", resp.Header.Get("Retry-After"))
+		}
+		// Another visitor's code, already made, is a hit.
+		resp, body = s.get("/qr?path=ann/a", "X-User", user)
+		assertImage(t, resp, body, "image/jpeg", 430)
+	}
+	for _, p := range []string{"x", "y"} {
+		resp, body := s.get("/qr?path=anon/" + p)
+		assertImage(t, resp, body, "image/jpeg", 430)
+	}
+	resp, body := s.get("/qr?path=anon/z")
+	assertError(t, resp, body, http.StatusTooManyRequests, 990429)
+	if n := fake.CodeCalls(); n != 6 {
+		t.Errorf("%d code calls, want 6", n)
+	}
 }

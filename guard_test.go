@@ -90,7 +90,8 @@ func TestGuardRuleJSON(t *testing.T) {
 		name, fields, want string
 	}{
 		{"allow *", `"allow":["*"]`, "api qrcode spends WeChat's lifetime budget"},
-		{"per-visitor total", `"allow":["*"],"caps":[{"codes":100,"by":"{http.request.remote.host}"}]`, "add a total such as 'cap 20000'"},
+		{"per-visitor total", `"allow":["*"],"caps":[{"codes":100,"by":"{http.request.remote.host}"}]`, "by needs a window"},
+		{"per-visitor window only", `"allow":["*"],"caps":[{"codes":100,"per":60000000000,"by":"{http.request.remote.host}"}]`, "add a total such as 'cap 20000'"},
 		{"unlimited per-visitor cap", `"api":"unlimited","caps":[{"codes":5,"per":60000000000,"by":"{http.request.remote.host}"}]`, "a cap per visitor (by) does not bound"},
 		{"total cap", `"allow":["*"],"caps":[{"codes":100}]`, ""},
 		{"unlimited window cap", `"api":"unlimited","caps":[{"codes":5,"per":60000000000}]`, ""},

@@ -25,6 +25,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
+	"golang.org/x/sync/semaphore"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/wxqrcode/caddy-wxqrcode/wechat"
@@ -131,7 +132,8 @@ type Handler struct {
 	SignKey []string `json:"sign_key,omitempty"`
 
 	// Caps limit the new codes this handler has WeChat generate, per
-	// window or in total, counted per app in the storage.
+	// window or in total, counted per app in the storage (each instance
+	// leases blocks of the count), or per visitor, counted in memory.
 	Caps []Cap `json:"caps,omitempty"`
 
 	// MemoryCache bounds the memory cache in front of the storage, in
@@ -144,6 +146,11 @@ type Handler struct {
 	apiBase  string
 	signKeys []string
 	quota    *quota
+	visitors []*visitorCap
+	// visitorKeys are the per-visitor caps' keys in visitorPool.
+	visitorKeys []string
+	// inFlight bounds the calls to WeChat this handler makes at once.
+	inFlight *semaphore.Weighted
 	mem      *memoryCache
 	memKey   string
 	storeID  string
@@ -173,7 +180,11 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 const (
 	defaultTimeout = 10 * time.Second
 	// maxTimeout bounds timeout: a request waits that long at most.
-	maxTimeout   = time.Hour
+	maxTimeout = time.Hour
+	// maxInFlight bounds the new codes one handler fetches at once; more
+	// wait for up to timeout, then get a 503. It is well above the 40 in
+	// flight per instance of bench/cluster.sh.
+	maxInFlight  = 64
 	tokenStable  = "stable"
 	tokenClassic = "classic"
 )
@@ -235,7 +246,16 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.API == apiUnlimited {
 		group = groupUnlimited
 	}
-	h.quota = &quota{storage: storage, appID: h.appID, group: group, caps: h.Caps, logger: h.logger, faults: h.faults}
+	bookKey := h.storeID + "|" + h.appID + "|" + group
+	h.quota, err = openQuota(func() *book { return newBook(storage, h.appID, group, h.logger) }, bookKey, h.Caps)
+	if err != nil {
+		return err
+	}
+	h.visitors, h.visitorKeys, err = openVisitorCaps(bookKey, h.Caps)
+	if err != nil {
+		return err
+	}
+	h.inFlight = semaphore.NewWeighted(maxInFlight)
 
 	// No redirects: one would carry the token in the Referer, and a 307
 	// the secret in the body, to another host.
@@ -485,10 +505,17 @@ func isLoopback(host string) bool {
 }
 
 // Cleanup finishes storing fetched codes, then releases the pooled token
-// source and memory cache.
+// source, memory cache and counts: the last handler using a cap's lease
+// gives back what it did not spend.
 func (h *Handler) Cleanup() error {
 	if h.pending != nil {
 		h.pending.Wait()
+	}
+	if h.quota != nil {
+		h.quota.close()
+	}
+	for _, k := range h.visitorKeys {
+		_, _ = visitorPool.Delete(k)
 	}
 	var errs []error
 	if h.tokKey != "" {
@@ -647,12 +674,17 @@ func (h *Handler) lookup(ctx context.Context, cr *codeRequest) (*entry, string, 
 		h.remember(cr, e)
 		return e, outcomeStorageHit, nil
 	}
+	giveBack, err := h.countVisitor(ctx)
+	if err != nil {
+		return nil, "", err
+	}
 	ch := flight.DoChan(h.storeID+"|"+cr.key, func() (any, error) {
 		return h.fetch(context.WithoutCancel(ctx), cr)
 	})
 	select {
 	case res := <-ch:
 		if res.Err != nil {
+			giveBack()
 			return nil, "", res.Err
 		}
 		e := res.Val.(*entry)
@@ -672,9 +704,10 @@ func (h *Handler) remember(cr *codeRequest, e *entry) {
 // fetch asks WeChat for the code and caches it. The storage's lock for the
 // key makes instances sharing the storage call once between them: whoever
 // waited for the lock finds the code cached. The answer does not wait for
-// the storage: the image is stored, counted and the lock released after
-// it, still before another instance can take the lock. A storage that
-// fails to lock or write costs the cache, not the answer.
+// the storage: the image is stored and the lock released after it, still
+// before another instance can take the lock; the code is counted in
+// memory and written with the caps' next flush. A storage that fails to
+// lock or write costs the cache, not the answer.
 func (h *Handler) fetch(ctx context.Context, cr *codeRequest) (*entry, error) {
 	// Cleanup waits for this fetch, its call and its writes.
 	h.pending.Add(1)
@@ -685,7 +718,9 @@ func (h *Handler) fetch(ctx context.Context, cr *codeRequest) (*entry, error) {
 		}
 	}()
 	lock := cachePrefix + "lock/" + cr.key
-	lctx, cancel := context.WithTimeout(ctx, h.timeout)
+	// Wait longer than a holder may hold the lock, so as not to fetch the
+	// code again beside it.
+	lctx, cancel := context.WithTimeout(ctx, h.lockHold()+lockMargin)
 	err := h.cache.storage.Lock(lctx, lock)
 	cancel()
 	locked := err == nil
@@ -709,14 +744,22 @@ func (h *Handler) fetch(ctx context.Context, cr *codeRequest) (*entry, error) {
 		}
 	}
 
-	start := time.Now()
-	qctx, cancel := context.WithTimeout(ctx, h.timeout)
-	err = h.quota.reserve(qctx, start)
+	// A slot among the calls in flight, and a code from every cap, within
+	// one timeout.
+	wctx, cancel := context.WithTimeout(ctx, h.timeout)
+	if err := h.inFlight.Acquire(wctx, 1); err != nil {
+		cancel()
+		unlock()
+		return nil, busyProblem()
+	}
+	defer h.inFlight.Release(1)
+	res, err := h.quota.reserve(wctx)
 	cancel()
 	if err != nil {
 		unlock()
 		return nil, err
 	}
+	start := time.Now()
 	cctx, cancel := context.WithTimeout(ctx, h.timeout)
 	img, err := cr.call(cctx, h.client)
 	cancel()
@@ -729,13 +772,14 @@ func (h *Handler) fetch(ctx context.Context, cr *codeRequest) (*entry, error) {
 		// or a broken reply it may have been, and stays counted.
 		var werr *wechat.Error
 		if errors.As(err, &werr) {
-			qctx, cancel := context.WithTimeout(ctx, h.timeout)
-			h.quota.release(qctx, start)
-			cancel()
+			h.quota.release(res)
+		} else if len(res) > 0 {
+			h.quota.spent(-1)
 		}
 		unlock()
 		return nil, err
 	}
+	h.quota.spent(img.NumUsed)
 	metrics.codesGenerated.WithLabelValues(cr.api).Inc()
 	if img.NumUsed >= 0 {
 		metrics.numUsed.WithLabelValues(h.appID).Set(float64(img.NumUsed))
@@ -757,10 +801,16 @@ func (h *Handler) fetch(ctx context.Context, cr *codeRequest) (*entry, error) {
 		if err := h.cache.store(sctx, cr.key, cr.canonical, e); err != nil {
 			h.faults.error("storing a code; it is served, not cached", zap.String("key", cr.key), zap.Error(err))
 		}
-		h.quota.commit(sctx, img.NumUsed)
 	}()
 	return e, nil
 }
+
+// lockMargin is what a waiter for a code's lock allows beyond lockHold.
+const lockMargin = 5 * time.Second
+
+// lockHold is the longest a fetch holds a code's storage lock: a timeout
+// for a slot and the caps, one for the call and one for the store.
+func (h *Handler) lockHold() time.Duration { return 3 * h.timeout }
 
 // fail logs err, an error or a *problem, and answers with its problem.
 // Errors of this module and of package wechat carry no secret or token.

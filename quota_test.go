@@ -2,6 +2,9 @@ package wxqrcode
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -10,21 +13,71 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 )
 
-func TestQuotaWarnings(t *testing.T) {
-	core, logs := observer.New(zap.WarnLevel)
-	q := &quota{
-		storage: &certmagic.FileStorage{Path: t.TempDir()},
-		appID:   "wx1", group: groupLimited, logger: zap.New(core), faults: newFaultLog(zap.New(core)),
-	}
-	ctx := context.Background()
-	if err := q.update(ctx, func(d *quotaDoc) error { d.Generated = 79998; return nil }); err != nil {
+// clock is a settable time for the quota's now.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
+
+// testBook is a book on the storage at dir, as one instance has it.
+func testBook(t *testing.T, dir string, now func() time.Time) *book {
+	t.Helper()
+	b := newBook(&certmagic.FileStorage{Path: dir}, "wx1", groupLimited, zap.NewNop())
+	b.now = now
+	return b
+}
+
+// testLease is newLease for a test, which waits at its end for the lease
+// being taken, so that nothing writes into its TempDir after it.
+func testLease(t *testing.T, b *book, c Cap) *capLease {
+	l := newLease(b, c)
+	t.Cleanup(func() { waitRefilled(l) })
+	return l
+}
+
+func (b *book) doc(t *testing.T) quotaDoc {
+	t.Helper()
+	var doc quotaDoc
+	raw, err := b.storage.Load(context.Background(), b.key())
+	if err != nil {
 		t.Fatal(err)
 	}
-	for range 3 { // 79999, 80000 (warns), 80001
-		q.commit(ctx, -1)
+	if err := json.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
 	}
+	return doc
+}
+
+// takeAll spends codes of l until it refuses, and returns how many.
+func takeAll(t *testing.T, l *capLease) (int, error) {
+	t.Helper()
+	n := 0
+	for {
+		if _, err := l.take(context.Background()); err != nil {
+			return n, err
+		}
+		n++
+	}
+}
+
+func TestQuotaWarnings(t *testing.T) {
+	core, logs := observer.New(zap.WarnLevel)
+	b := newBook(&certmagic.FileStorage{Path: t.TempDir()}, "wx1", groupLimited, zap.New(core))
+	ctx := context.Background()
+	if err := b.update(ctx, func(d *quotaDoc) { d.Generated = 79998 }); err != nil {
+		t.Fatal(err)
+	}
+	q := &quota{book: b}
+	for range 3 { // 79999, 80000 (warns), 80001, written at once
+		q.spent(-1)
+	}
+	b.flush(false)
 	for _, n := range []int{94000, 95000, 95001, 99000} { // warns at 80% (from 0) and 95%
-		q.commit(ctx, n)
+		q.spent(n)
+		b.flush(false)
 	}
 	var got []string
 	for _, e := range logs.All() {
@@ -43,24 +96,222 @@ func TestQuotaWarnings(t *testing.T) {
 			t.Errorf("warning %d: %q, want %q", i, got[i], want[i])
 		}
 	}
-	var doc quotaDoc
-	_ = q.update(ctx, func(d *quotaDoc) error { doc = *d; return nil })
-	if doc.Generated != 80005 || doc.NumUsed != 99000 {
+	if doc := b.doc(t); doc.Generated != 80005 || doc.NumUsed != 99000 {
 		t.Errorf("stored %+v", doc)
 	}
 }
 
-// Without caps a storage fault is logged and the code still served; with
-// caps it refuses, as the caps cannot be enforced.
+// With caps, a storage fault refuses, as the caps cannot be enforced;
+// the counts stay pending for the next write.
 func TestQuotaStorageFault(t *testing.T) {
-	dir := t.TempDir()
-	q := &quota{storage: &certmagic.FileStorage{Path: dir + "/\x00bad"}, appID: "wx1", group: groupLimited, logger: zap.NewNop(), faults: newFaultLog(zap.NewNop())}
-	ctx := context.Background()
-	if err := q.update(ctx, func(d *quotaDoc) error { d.Generated++; return nil }); err != nil {
-		t.Fatalf("without caps: %v", err)
+	b := newBook(&certmagic.FileStorage{Path: t.TempDir() + "/\x00bad"}, "wx1", groupLimited, zap.NewNop())
+	b.counted(false)
+	b.flush(false)
+	if b.generated != 1 {
+		t.Errorf("pending %d after a failed write, want 1", b.generated)
 	}
-	q.caps = []Cap{{Codes: 10}}
-	if err := q.reserve(ctx, time.Now()); err != errCapsUnavailable {
+	l := testLease(t, b, Cap{Codes: 10})
+	if _, err := l.take(context.Background()); !errors.Is(err, errCapsUnavailable) {
 		t.Fatalf("with caps: %v, want errCapsUnavailable", err)
+	}
+}
+
+// Two instances lease from one document: together they spend exactly the
+// cap, and what one gives back on Cleanup the other can spend.
+func TestLeasesExactAcrossInstances(t *testing.T) {
+	dir := t.TempDir()
+	c := Cap{Codes: 500}
+	a, b := testLease(t, testBook(t, dir, time.Now), c), testLease(t, testBook(t, dir, time.Now), c)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	spent := map[*capLease]int{}
+	for i := range 16 {
+		l := a
+		if i%2 == 1 {
+			l = b
+		}
+		wg.Go(func() {
+			n, err := takeAll(t, l)
+			if p, ok := err.(*problem); !ok || p.code != codeBudgetSpent {
+				t.Errorf("refused with %v, want the budget spent", err)
+			}
+			mu.Lock()
+			spent[l] += n
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	if spent[a]+spent[b] != 500 || spent[a] == 0 || spent[b] == 0 {
+		t.Fatalf("spent %d and %d, want 500 between them, some each", spent[a], spent[b])
+	}
+
+	// a gives back 3 codes WeChat refused, then goes away with them.
+	for range 3 {
+		a.put(permit{lease: a})
+	}
+	if err := a.Destruct(); err != nil {
+		t.Fatal(err)
+	}
+	if doc := a.book.doc(t); doc.Total.Leased != 497 {
+		t.Fatalf("leased %d after the give-back, want 497", doc.Total.Leased)
+	}
+	// b answers from memory until it looks again.
+	if _, err := b.take(context.Background()); err == nil {
+		t.Fatal("a spent total was taken before the recheck")
+	}
+	b.mu.Lock()
+	b.spentAt = b.spentAt.Add(-recheckSpent)
+	b.mu.Unlock()
+	_, _ = b.take(context.Background()) // starts the recheck
+	deadline := time.Now().Add(5 * time.Second)
+	n := 0
+	for n < 3 && time.Now().Before(deadline) {
+		if _, err := b.take(context.Background()); err == nil {
+			n++
+		} else {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if n != 3 {
+		t.Errorf("took %d of the 3 given back", n)
+	}
+}
+
+// A total cap counts the codes of a document written before leases.
+func TestLeaseCountsOldDocument(t *testing.T) {
+	dir := t.TempDir()
+	bk := testBook(t, dir, time.Now)
+	if err := bk.update(context.Background(), func(d *quotaDoc) { d.Generated = 7 }); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := takeAll(t, testLease(t, bk, Cap{Codes: 10})); n != 3 {
+		t.Errorf("took %d, want 3 of 10 after 7 generated", n)
+	}
+}
+
+// A spent cap answers at once while the document is locked elsewhere.
+func TestSpentCapAnswersWithoutLock(t *testing.T) {
+	dir := t.TempDir()
+	clk := &clock{t: time.Date(2026, 1, 1, 10, 30, 0, 0, time.UTC)}
+	bk := testBook(t, dir, clk.now)
+	total, window := testLease(t, bk, Cap{Codes: 2}), testLease(t, bk, Cap{Codes: 2, Per: caddyHour})
+	takeAll(t, total)
+	takeAll(t, window)
+	ctx := context.Background()
+	other := &certmagic.FileStorage{Path: dir}
+	if err := other.Lock(ctx, bk.key()); err != nil {
+		t.Fatal(err)
+	}
+	defer other.Unlock(ctx, bk.key())
+	for _, l := range []*capLease{total, window} {
+		done := make(chan error, 1)
+		go func() {
+			_, err := l.take(ctx)
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			p, ok := err.(*problem)
+			if !ok || (p.code != codeBudgetSpent && p.code != codeRateCapped) {
+				t.Errorf("%v, want the cap's problem", err)
+			}
+			if p.code == codeRateCapped && p.retryAfter != 30*time.Minute {
+				t.Errorf("Retry-After %v, want the 30m left in the window", p.retryAfter)
+			}
+		case <-time.After(time.Minute):
+			t.Fatal("a spent cap waited for the lock")
+		}
+	}
+}
+
+const caddyHour = 3600 * 1e9
+
+// Windows roll over by the clock; codes given back return to their
+// window only; a lagging clock does not turn the document's window back.
+func TestWindowRolloverReleaseSkew(t *testing.T) {
+	dir := t.TempDir()
+	c := Cap{Codes: 3, Per: caddyHour}
+	t0 := time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
+	clkA, clkB := &clock{t: t0.Add(50 * time.Minute)}, &clock{t: t0.Add(50 * time.Minute)}
+	a := testLease(t, testBook(t, dir, clkA.now), c)
+	p, err := a.take(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := takeAll(t, a); n != 2 {
+		t.Fatalf("took %d more, want 2", n)
+	}
+	// Given back in its window: spendable again.
+	a.put(p)
+	if _, err := a.take(context.Background()); err != nil {
+		t.Fatalf("a code given back in its window: %v", err)
+	}
+	// The next window: a fresh count; an old permit given back is dropped.
+	clkA.set(t0.Add(70 * time.Minute))
+	if n, _ := takeAll(t, a); n != 3 {
+		t.Fatalf("took %d in the new window, want 3", n)
+	}
+	a.put(p)
+	if _, err := a.take(context.Background()); err == nil {
+		t.Fatal("a code of the last window was given back into this one")
+	}
+	if doc := a.book.doc(t); !doc.Windows["1h0m0s"].Start.Equal(t0.Add(time.Hour)) || doc.Windows["1h0m0s"].Count != 3 {
+		t.Fatalf("window %+v", doc.Windows["1h0m0s"])
+	}
+	// b's clock lags into the last window: it spends in the document's
+	// window, now full, and leaves it as it was.
+	b := testLease(t, testBook(t, dir, clkB.now), c)
+	_, err = b.take(context.Background())
+	if pr, ok := err.(*problem); !ok || pr.code != codeRateCapped {
+		t.Fatalf("lagging instance: %v, want the window full", err)
+	}
+	if doc := a.book.doc(t); !doc.Windows["1h0m0s"].Start.Equal(t0.Add(time.Hour)) || doc.Windows["1h0m0s"].Count != 3 {
+		t.Errorf("a lagging clock moved the window to %+v", doc.Windows["1h0m0s"])
+	}
+}
+
+// Handlers with different limits on one window share its count, each
+// checking its own limit.
+func TestWindowLimitsShareCount(t *testing.T) {
+	dir := t.TempDir()
+	clk := &clock{t: time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)}
+	bk := testBook(t, dir, clk.now)
+	small, large := testLease(t, bk, Cap{Codes: 4, Per: caddyHour}), testLease(t, bk, Cap{Codes: 10, Per: caddyHour})
+	if n, _ := takeAll(t, small); n != 4 {
+		t.Fatalf("small took %d, want 4", n)
+	}
+	if n, _ := takeAll(t, large); n != 6 {
+		t.Errorf("large took %d, want the 6 the small one left", n)
+	}
+}
+
+// An idle lease gives back its codes at the next flush.
+func TestIdleLeaseGivesBack(t *testing.T) {
+	dir := t.TempDir()
+	bk := testBook(t, dir, time.Now)
+	l := testLease(t, bk, Cap{Codes: 1000})
+	if _, err := l.take(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitRefilled(l)
+	bk.flush(true) // spent since the last flush: kept
+	if doc := bk.doc(t); doc.Total.Leased < 2 {
+		t.Fatalf("leased %d, want the lease kept", doc.Total.Leased)
+	}
+	bk.flush(true) // idle since: given back
+	if doc := bk.doc(t); doc.Total.Leased != 1 {
+		t.Errorf("leased %d after an idle period, want 1 (the code spent)", doc.Total.Leased)
+	}
+}
+
+func waitRefilled(l *capLease) {
+	for {
+		l.mu.Lock()
+		ch := l.refilling
+		l.mu.Unlock()
+		if ch == nil {
+			return
+		}
+		<-ch
 	}
 }

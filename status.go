@@ -22,7 +22,8 @@ const (
 	codeNotAllowed      = 990403 // the path or page matches no allow glob
 	codeMethod          = 990405 // not GET or HEAD
 	codeInternal        = 990500 // the module could not do its work
-	codeCacheUnreadable = 990503 // the storage failed to say whether a qrcode or wxacode code is cached
+	codeBusy            = 990503 // too many new codes are being fetched at once
+	codeCacheUnreadable = 990530 // the storage failed to say whether a qrcode or wxacode code is cached
 	codeUpstreamFailed  = 990502 // WeChat unreachable or its reply unusable
 	codeUpstreamTimeout = 990504 // WeChat did not answer within timeout
 )
@@ -45,6 +46,14 @@ func localProblem(status, code int, message string) *problem {
 		ErrMsg  string `json:"errmsg"`
 	}{code, message})
 	return &problem{status: status, body: body, code: code, message: message}
+}
+
+// busyProblem answers a request that found every slot for a call to
+// WeChat taken for its whole timeout.
+func busyProblem() *problem {
+	p := localProblem(http.StatusServiceUnavailable, codeBusy, "wxqrcode: too many new codes are being made at once; try again shortly")
+	p.retryAfter = 5 * time.Second
+	return p
 }
 
 // problemFor maps an error from resolving or fetching a code to the status

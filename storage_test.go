@@ -153,7 +153,7 @@ func TestStorageReadFaultLifetimeAPIs(t *testing.T) {
 	t.Cleanup(func() { storageBroken.Store(false) })
 	for _, uri := range []string{"/qr?path=pages/a", "/qr?path=pages/b", "/wxa?path=pages/a"} {
 		resp, body := s.get(uri)
-		assertError(t, resp, body, http.StatusServiceUnavailable, 990503)
+		assertError(t, resp, body, http.StatusServiceUnavailable, 990530)
 		if resp.Header.Get("Retry-After") == "" {
 			t.Errorf("%s: no Retry-After", uri)
 		}
