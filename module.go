@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -518,7 +519,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 			return nil
 		}
 	}
-	e, outcome, err := h.lookup(r.Context(), cr)
+	e, outcome, err := h.sized(r.Context(), cr)
 	if err != nil && r.Context().Err() != nil {
 		h.logger.Debug("client went away", zap.String("key", cr.key))
 		return nil
@@ -537,6 +538,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 var cacheStatus = map[string]string{
 	outcomeMemoryHit:  "wxqrcode; hit; detail=memory",
 	outcomeStorageHit: "wxqrcode; hit; detail=storage",
+	outcomeRendered:   "wxqrcode; hit; detail=rendered",
 	outcomeMiss:       "wxqrcode; fwd=uri-miss; stored",
 }
 
@@ -561,8 +563,53 @@ var flight singleflight.Group
 const (
 	outcomeMemoryHit  = "memory_hit"
 	outcomeStorageHit = "storage_hit"
-	outcomeMiss       = "miss"
+	// outcomeRendered is a width drawn now from a cached master.
+	outcomeRendered = "rendered"
+	outcomeMiss     = "miss"
 )
+
+// renders joins concurrent renders of one width of one code.
+var renders singleflight.Group
+
+// sized returns the code at the requested width: a width rendered
+// before from memory, else the master, as it is when it has that width,
+// or rendered from it. Rendered widths stay in the memory cache only: the
+// master renders them again at no cost but CPU.
+func (h *Handler) sized(ctx context.Context, cr *codeRequest) (*entry, string, error) {
+	// A URL-encoded canonical has no #, so no master has this key.
+	key := cr.canonical + "#" + strconv.Itoa(cr.width)
+	if h.mem != nil {
+		if e, ok := h.mem.GetIfPresent(key); ok {
+			return e, outcomeMemoryHit, nil
+		}
+	}
+	master, outcome, err := h.lookup(ctx, cr)
+	if err != nil || master.width == cr.width {
+		return master, outcome, err
+	}
+	ch := renders.DoChan(h.storeID+"|"+key, func() (any, error) {
+		e, err := render(master, cr.width)
+		if err != nil {
+			return nil, err
+		}
+		if h.mem != nil {
+			h.mem.Set(key, e)
+		}
+		return e, nil
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, "", res.Err
+		}
+		if outcome != outcomeMiss {
+			outcome = outcomeRendered
+		}
+		return res.Val.(*entry), outcome, nil
+	case <-ctx.Done():
+		return nil, "", ctx.Err()
+	}
+}
 
 // lookup returns the code from memory, from the storage, or fetched:
 // once per key however many requests wait. The fetch runs apart from the
