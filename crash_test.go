@@ -89,7 +89,7 @@ func TestKilledMidBurst(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want, err := direct.CreateQRCode(context.Background(), &wechat.QRCodeRequest{Path: req.Get("path"), Width: 430})
+		want, err := direct.CreateQRCode(context.Background(), &wechat.QRCodeRequest{Path: req.Get("path"), Width: wechat.MaxWidth})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -588,10 +588,17 @@ func (h *Handler) sized(ctx context.Context, cr *codeRequest) (*entry, string, e
 		return master, outcome, err
 	}
 	ch := renders.DoChan(h.storeID+"|"+key, func() (any, error) {
+		start := time.Now()
 		e, err := render(master, cr.width)
 		if err != nil {
 			return nil, err
 		}
+		h.logger.Debug("rendered width",
+			zap.String("api", cr.api),
+			zap.String("key", cacheKey(cr.canonical)),
+			zap.Int("width", cr.width),
+			zap.Int("bytes", len(e.data)),
+			zap.Duration("duration", time.Since(start)))
 		if h.mem != nil {
 			h.mem.Set(key, e)
 		}
