@@ -588,6 +588,12 @@ func (h *Handler) sized(ctx context.Context, cr *codeRequest) (*entry, string, e
 		return master, outcome, err
 	}
 	ch := renders.DoChan(h.storeID+"|"+key, func() (any, error) {
+		if h.mem != nil {
+			// Rendered by a flight that ended since this request looked.
+			if e, ok := h.mem.GetIfPresent(key); ok {
+				return e, nil
+			}
+		}
 		start := time.Now()
 		e, err := render(master, cr.width)
 		if err != nil {

@@ -53,10 +53,17 @@ func cachedRender(seed [32]byte, render func() []byte) []byte {
 
 // RenderCode draws a real QR code of content, width×width pixels in fg on
 // white, and encodes it as JPEG, or as PNG with a transparent background
-// when hyaline: the images the fake serves. Rows are built once per band of modules and copied, so the
-// cost is dominated by the encoders rather than per-pixel work.
+// when hyaline: the images the fake serves for createQRCode.
 func RenderCode(content string, width int, fg color.NRGBA, hyaline bool) []byte {
-	code, err := qr.Encode(content, qr.M, qr.Auto)
+	return renderCode(content, qr.M, width, fg, hyaline)
+}
+
+// renderCode draws at the error correction level, which tells the APIs'
+// codes apart when they hold the same content. Rows are built once per
+// band of modules and copied, so the cost is dominated by the encoders
+// rather than per-pixel work.
+func renderCode(content string, level qr.ErrorCorrectionLevel, width int, fg color.NRGBA, hyaline bool) []byte {
+	code, err := qr.Encode(content, level, qr.Auto)
 	if err != nil {
 		// The fake checks lengths as WeChat does, far below QR's capacity.
 		panic("wechattest: encoding a QR code: " + err.Error())
