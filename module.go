@@ -68,8 +68,11 @@ type Handler struct {
 	// Default: {http.request.uri.query.scene}.
 	Scene string `json:"scene,omitempty"`
 
-	// Width is the template of the width in pixels, 280 to 1280; empty
-	// means 430. Default: {http.request.uri.query.width}.
+	// Width is the template of the served image's width in pixels, 280 to
+	// 1280; empty means 430. WeChat draws each code once, at 1280 pixels,
+	// and every width is rendered from that master, so a width spends no
+	// call and is not part of the cache key or the signature.
+	// Default: {http.request.uri.query.width}.
 	Width string `json:"width,omitempty"`
 
 	// AutoColor (wxacode, unlimited) is "true" or "false", or a template
@@ -133,7 +136,9 @@ type Handler struct {
 	Caps []Cap `json:"caps,omitempty"`
 
 	// MemoryCache bounds the memory cache in front of the storage, in
-	// bytes; 0 means 64 MiB, negative turns it off. Handlers with the same
+	// bytes; 0 means 64 MiB, negative turns it off. It holds the masters
+	// and the widths rendered from them; without it, a width other than
+	// 1280 is rendered on every request. Handlers with the same
 	// storage and bound share one, across config reloads too.
 	MemoryCache int64 `json:"memory_cache,omitempty"`
 
