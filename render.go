@@ -2,13 +2,16 @@ package wxqrcode
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"fmt"
 	"image"
 	"image/jpeg"
 	"image/png"
+	"runtime"
 
 	"golang.org/x/image/draw"
+	"golang.org/x/sync/semaphore"
 
 	"github.com/wxqrcode/caddy-wxqrcode/wechat"
 )
@@ -23,18 +26,29 @@ const masterWidth = wechat.MaxWidth
 const jpegQuality = 92
 
 // scaler resamples masters, after halve has brought them within twice
-// the width: a tent (bilinear) kernel, which spreads each edge over a
-// pixel or two and never overshoots. Catmull-Rom is sharper but rings;
-// in a transparent PNG its clipped alpha shifts the colour of every
-// module's edge (measured: by up to 47 of 255). Nearest neighbour leaves
-// round codes and logos jagged.
-var scaler = draw.BiLinear
+// the width, where its 2×2 samples still weigh every source pixel:
+// bilinear, which never overshoots and allocates nothing beyond the
+// image. Catmull-Rom is sharper but rings; in a transparent PNG its
+// clipped alpha shifts the colour of every module's edge (measured: by up
+// to 47 of 255). Nearest neighbour leaves round codes and logos jagged.
+var scaler = draw.ApproxBiLinear
+
+// renderSlots bounds the renders at once to the CPUs: more would not
+// finish sooner, and each holds a decoded master and its halves (a few
+// megabytes) until it ends.
+var renderSlots = semaphore.NewWeighted(int64(runtime.GOMAXPROCS(0)))
 
 // render draws master at width pixels wide, and high in proportion (codes
 // are square), in the master's format: a JPEG stays a JPEG, a PNG stays a
 // PNG with its alpha. The variant keeps the master's time, so its
 // Last-Modified is the master's; its ETag is its own.
 func render(master *entry, width int) (*entry, error) {
+	// The render serves every request waiting for it, so none of them
+	// may cancel it.
+	if err := renderSlots.Acquire(context.Background(), 1); err != nil {
+		return nil, err
+	}
+	defer renderSlots.Release(1)
 	src, _, err := image.Decode(bytes.NewReader(master.data))
 	if err != nil {
 		return nil, fmt.Errorf("decoding the cached code to resize it: %v", err)
@@ -42,27 +56,20 @@ func render(master *entry, width int) (*entry, error) {
 	sb := src.Bounds()
 	height := max(1, (sb.Dy()*width+sb.Dx()/2)/sb.Dx())
 	src = halve(src, width)
-	if ycc, ok := src.(*image.YCbCr); ok {
-		// The scaler would convert each source pixel to RGB once for
-		// each output pixel it weighs; converting once is far cheaper.
-		rgba := image.NewRGBA(ycc.Bounds())
-		draw.Draw(rgba, rgba.Bounds(), ycc, ycc.Bounds().Min, draw.Src)
-		src = rgba
-	}
-	sb = src.Bounds()
 	dr := image.Rect(0, 0, width, height)
 	var buf bytes.Buffer
 	switch master.contentType {
 	case "image/png":
 		// NRGBA, so colours are kept unpremultiplied; the scaler works in
 		// 16-bit premultiplied values in between, so that transparent
-		// pixels bleed no colour into the edges.
+		// pixels bleed no colour into the edges, and faint edge pixels
+		// keep their colour (an 8-bit RGBA step would not).
 		dst := image.NewNRGBA(dr)
-		scaler.Scale(dst, dr, src, sb, draw.Src, nil)
+		scaler.Scale(dst, dr, src, src.Bounds(), draw.Src, nil)
 		err = (&png.Encoder{CompressionLevel: png.BestSpeed}).Encode(&buf, dst)
 	default:
 		dst := image.NewRGBA(dr)
-		scaler.Scale(dst, dr, src, sb, draw.Src, nil)
+		scaler.Scale(dst, dr, src, src.Bounds(), draw.Src, nil)
 		err = jpeg.Encode(&buf, dst, &jpeg.Options{Quality: jpegQuality})
 	}
 	if err != nil {
@@ -72,10 +79,9 @@ func render(master *entry, width int) (*entry, error) {
 }
 
 // halve averages src down by half, as often as it stays at least width
-// wide, so that the scaler weighs a few source pixels per output pixel
-// rather than a dozen: at exactly half, bilinear sampling is the mean of
-// each 2×2 block. The halves are premultiplied RGBA, which the scaler
-// reads fastest.
+// wide: at exactly half, bilinear sampling is the mean of each 2×2 block,
+// so no source pixel is skipped however small the width. The halves are
+// premultiplied RGBA, which the scaler reads fastest.
 func halve(src image.Image, width int) image.Image {
 	for b := src.Bounds(); b.Dx()/2 >= width; b = src.Bounds() {
 		r := image.Rect(0, 0, b.Dx()/2, b.Dy()/2)
