@@ -318,8 +318,9 @@ func TestStatusTable(t *testing.T) {
 				t.Fatalf("%d cache entries after a failure", n)
 			}
 			fake.ClearFaults()
-			resp, body = s.getOK(uri)
-			assertImage(t, resp, body, "image/jpeg", 430)
+			// The master's width: what is checked is the fetch, not a render.
+			resp, body = s.getOK(uri + "&width=1280")
+			assertImage(t, resp, body, "image/jpeg", 1280)
 			waitCached(t, s.dir, 1)
 			os.RemoveAll(filepath.Join(s.dir, "wxqrcode"))
 		})
