@@ -2,6 +2,8 @@ package wxqrcode
 
 import (
 	"context"
+	"fmt"
+	"image/color"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/wxqrcode/caddy-wxqrcode/wechat"
+	"github.com/wxqrcode/caddy-wxqrcode/wechat/wechattest"
 )
 
 // discard is a ResponseWriter that keeps nothing, so the benchmarks
@@ -22,11 +25,12 @@ func (d *discard) Header() http.Header         { return d.h }
 func (d *discard) Write(b []byte) (int, error) { return len(b), nil }
 func (d *discard) WriteHeader(int)             {}
 
-// benchImage is a whole JPEG of a typical code's size.
-var benchImage = append(append([]byte{0xFF, 0xD8, 0xFF, 0xE0}, make([]byte, 24<<10)...), 0xFF, 0xD9)
+// benchImage is a master as the fake WeChat draws it.
+var benchImage = wechattest.RenderCode("pages/item/item?id=42", masterWidth, color.NRGBA{A: 0xff}, false)
 
-// benchHandler is a handler as Provision leaves it, with one code cached.
-func benchHandler(b *testing.B, memory bool) (*Handler, *http.Request) {
+// benchHandler is a handler as Provision leaves it, with one code cached,
+// and a request for it at width.
+func benchHandler(b *testing.B, memory bool, width int) (*Handler, *http.Request) {
 	h := &Handler{API: apiQRCode, appID: "wx0123456789abcdef", logger: zap.NewNop()}
 	h.setTemplateDefaults()
 	h.cache = &codeCache{storage: &certmagic.FileStorage{Path: b.TempDir()}}
@@ -37,7 +41,7 @@ func benchHandler(b *testing.B, memory bool) (*Handler, *http.Request) {
 		}
 		h.mem = mem
 	}
-	r := httptest.NewRequest(http.MethodGet, "/qr?path=pages%2Fitem%2Fitem%3Fid%3D42", nil)
+	r := httptest.NewRequest(http.MethodGet, fmt.Sprintf("/qr?path=pages%%2Fitem%%2Fitem%%3Fid%%3D42&width=%d", width), nil)
 	cr, err := h.resolveRequest(caddyhttp.NewTestReplacer(r.Clone(context.Background())))
 	if err != nil {
 		b.Fatal(err)
@@ -63,9 +67,9 @@ func serve(b *testing.B, handler caddyhttp.MiddlewareHandler, r *http.Request, w
 	}
 }
 
-// BenchmarkHitMemory is a cached hit from memory: the hot path.
+// BenchmarkHitMemory is a cached hit of the master's width from memory.
 func BenchmarkHitMemory(b *testing.B) {
-	h, r := benchHandler(b, true)
+	h, r := benchHandler(b, true, masterWidth)
 	w := &discard{h: http.Header{}}
 	serve(b, h, r, w) // load into memory
 	b.ReportAllocs()
@@ -75,9 +79,23 @@ func BenchmarkHitMemory(b *testing.B) {
 	}
 }
 
-// BenchmarkHitStorage is a cached hit read from the file_system storage.
+// BenchmarkHitRendered is a cached hit of a rendered width from memory:
+// the hot path, as most pages ask for 430 pixels.
+func BenchmarkHitRendered(b *testing.B) {
+	h, r := benchHandler(b, true, wechat.DefaultWidth)
+	w := &discard{h: http.Header{}}
+	serve(b, h, r, w) // render into memory
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		serve(b, h, r, w)
+	}
+}
+
+// BenchmarkHitStorage is a cached hit of the master's width read from the
+// file_system storage.
 func BenchmarkHitStorage(b *testing.B) {
-	h, r := benchHandler(b, false)
+	h, r := benchHandler(b, false, masterWidth)
 	w := &discard{h: http.Header{}}
 	b.ReportAllocs()
 	b.ResetTimer()

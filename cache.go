@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"image"
 	"io/fs"
 	"net/http"
 	"strconv"
@@ -32,6 +33,9 @@ type entry struct {
 	sha256       string
 	lastModified string
 	length       string
+	// width is the image's width in pixels, 0 if its header does not
+	// say: a request for this width is served these bytes untouched.
+	width int
 }
 
 // entryMeta heads each stored entry. It lets a reader check that what it
@@ -89,6 +93,10 @@ func decodeEntry(raw []byte) (*entry, error) {
 }
 
 func newEntry(data []byte, contentType string, sum [sha256.Size]byte, stored time.Time) *entry {
+	var width int
+	if cfg, _, err := image.DecodeConfig(bytes.NewReader(data)); err == nil {
+		width = cfg.Width
+	}
 	return &entry{
 		data:         data,
 		contentType:  contentType,
@@ -97,6 +105,7 @@ func newEntry(data []byte, contentType string, sum [sha256.Size]byte, stored tim
 		sha256:       hex.EncodeToString(sum[:]),
 		lastModified: stored.UTC().Format(http.TimeFormat),
 		length:       strconv.Itoa(len(data)),
+		width:        width,
 	}
 }
 

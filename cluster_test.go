@@ -93,7 +93,7 @@ func TestTwoInstancesOneStorage(t *testing.T) {
 func TestStaleLockOfCrashedInstance(t *testing.T) {
 	fake := newFake(t)
 	s := startSite(t, fake, "", qrBlock(fake, "allow *\ncap 100000"))
-	canonical := url.Values{"api": {"qrcode"}, "appid": {testAppID}, "path": {"pages/crashed"}, "width": {"430"}}.Encode()
+	canonical := url.Values{"api": {"qrcode"}, "appid": {testAppID}, "path": {"pages/crashed"}}.Encode()
 	sum := sha256.Sum256([]byte(canonical))
 	lock := certmagic.StorageKeys.Safe("wxqrcode/codes/lock/" + hex.EncodeToString(sum[:]))
 	lockFile := filepath.Join(s.dir, "locks", lock+".lock")

@@ -46,9 +46,10 @@ first sign_key (placeholders such as {env.WXQRCODE_SIGN_KEY} read from this
 environment) make the signature.
 
 Without --config, the route is one with the default templates: the URL's
-query holds path (or scene and page) and width. --appid and --api are the
-route's, and the key is read from the environment variable named by
---key-env (default WXQRCODE_SIGN_KEY), so it stays out of the shell history.
+query holds path (or scene and page), and width, which is checked but not
+signed. --appid and --api are the route's, and the key is read from the
+environment variable named by --key-env (default WXQRCODE_SIGN_KEY), so it
+stays out of the shell history.
 
 Examples:
 

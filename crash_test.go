@@ -53,7 +53,11 @@ func TestKilledMidBurst(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(400 * time.Millisecond)
+	// Kill once some codes are stored, whatever the machine's speed.
+	deadline := time.Now().Add(10 * time.Second)
+	for len(cachedFiles(t, data)) < 3 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
 	p.kill()
 	wg.Wait()
 
@@ -89,7 +93,7 @@ func TestKilledMidBurst(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want, err := direct.CreateQRCode(context.Background(), &wechat.QRCodeRequest{Path: req.Get("path"), Width: 430})
+		want, err := direct.CreateQRCode(context.Background(), &wechat.QRCodeRequest{Path: req.Get("path"), Width: wechat.MaxWidth})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -23,7 +23,7 @@ var metrics = struct {
 }{
 	requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "wxqrcode", Name: "requests_total",
-		Help: "Requests handled, by outcome (memory_hit, storage_hit, miss, rejected, error) and status.",
+		Help: "Requests handled, by outcome (memory_hit, storage_hit, rendered, miss, rejected, error) and status.",
 	}, []string{"outcome", "status"}),
 	upstreamCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "wxqrcode", Name: "upstream_calls_total",

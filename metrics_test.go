@@ -45,9 +45,10 @@ func TestMetrics(t *testing.T) {
 	s.get("/qr?path=m1") // miss
 	s.get("/qr?path=m1") // memory hit
 	waitCached(t, s.dir, 1)
-	s.get("/cold?path=m1") // storage hit: same code, no memory cache
-	s.get("/qr?path=")     // rejected locally
-	s.get("/wxa?path=m2")  // miss with Num-Used
+	s.get("/qr?path=m1&width=600")    // rendered from the master in memory
+	s.get("/cold?path=m1&width=1280") // storage hit: same code, no memory cache, the master's width
+	s.get("/qr?path=")                // rejected locally
+	s.get("/wxa?path=m2")             // miss with Num-Used
 	fake.Inject(wechattest.PathQRCode, wechattest.Fault{ErrCode: 45009}, 1)
 	s.get("/qr?path=m3") // WeChat refuses
 	fake.Inject(wechattest.PathQRCode, wechattest.Fault{Reset: true}, 3)
@@ -58,6 +59,7 @@ func TestMetrics(t *testing.T) {
 		`caddy_wxqrcode_requests_total{outcome="miss",status="200"}`:          2,
 		`caddy_wxqrcode_requests_total{outcome="memory_hit",status="200"}`:    1,
 		`caddy_wxqrcode_requests_total{outcome="storage_hit",status="200"}`:   1,
+		`caddy_wxqrcode_requests_total{outcome="rendered",status="200"}`:      1,
 		`caddy_wxqrcode_requests_total{outcome="rejected",status="400"}`:      1,
 		`caddy_wxqrcode_requests_total{outcome="rejected",status="429"}`:      1,
 		`caddy_wxqrcode_requests_total{outcome="error",status="502"}`:         1,

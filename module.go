@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -69,8 +70,11 @@ type Handler struct {
 	// Default: {http.request.uri.query.scene}.
 	Scene string `json:"scene,omitempty"`
 
-	// Width is the template of the width in pixels, 280 to 1280; empty
-	// means 430. Default: {http.request.uri.query.width}.
+	// Width is the template of the served image's width in pixels, 280 to
+	// 1280; empty means 430. WeChat draws each code once, at 1280 pixels,
+	// and every width is rendered from that master, so a width spends no
+	// call and is not part of the cache key or the signature.
+	// Default: {http.request.uri.query.width}.
 	Width string `json:"width,omitempty"`
 
 	// AutoColor (wxacode, unlimited) is "true" or "false", or a template
@@ -137,7 +141,9 @@ type Handler struct {
 	Caps []Cap `json:"caps,omitempty"`
 
 	// MemoryCache bounds the memory cache in front of the storage, in
-	// bytes; 0 means 64 MiB, negative turns it off. Handlers with the same
+	// bytes; 0 means 64 MiB, negative turns it off. It holds the masters
+	// and the widths rendered from them; without it, a width other than
+	// 1280 is rendered on every request. Handlers with the same
 	// storage and bound share one, across config reloads too.
 	MemoryCache int64 `json:"memory_cache,omitempty"`
 
@@ -603,7 +609,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		h.fail(w, cr, err)
 		return nil
 	}
-	e, outcome, err := h.lookup(r.Context(), cr)
+	e, outcome, err := h.sized(r.Context(), cr)
 	if err != nil && r.Context().Err() != nil {
 		h.logger.Debug("client went away", zap.String("key", cr.key))
 		return nil
@@ -622,6 +628,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 var cacheStatus = map[string]string{
 	outcomeMemoryHit:  "wxqrcode; hit; detail=memory",
 	outcomeStorageHit: "wxqrcode; hit; detail=storage",
+	outcomeRendered:   "wxqrcode; hit; detail=rendered",
 	outcomeMiss:       "wxqrcode; fwd=uri-miss; stored",
 }
 
@@ -646,8 +653,66 @@ var flight singleflight.Group
 const (
 	outcomeMemoryHit  = "memory_hit"
 	outcomeStorageHit = "storage_hit"
-	outcomeMiss       = "miss"
+	// outcomeRendered is a width drawn now from a cached master.
+	outcomeRendered = "rendered"
+	outcomeMiss     = "miss"
 )
+
+// renders joins concurrent renders of one width of one code.
+var renders singleflight.Group
+
+// sized returns the code at the requested width: a width rendered
+// before from memory, else the master, as it is when it has that width,
+// or rendered from it. Rendered widths stay in the memory cache only: the
+// master renders them again at no cost but CPU.
+func (h *Handler) sized(ctx context.Context, cr *codeRequest) (*entry, string, error) {
+	// A URL-encoded canonical has no #, so no master has this key.
+	key := cr.canonical + "#" + strconv.Itoa(cr.width)
+	if h.mem != nil {
+		if e, ok := h.mem.GetIfPresent(key); ok {
+			return e, outcomeMemoryHit, nil
+		}
+	}
+	master, outcome, err := h.lookup(ctx, cr)
+	if err != nil || master.width == cr.width {
+		return master, outcome, err
+	}
+	ch := renders.DoChan(h.storeID+"|"+key, func() (any, error) {
+		if h.mem != nil {
+			// Rendered by a flight that ended since this request looked.
+			if e, ok := h.mem.GetIfPresent(key); ok {
+				return e, nil
+			}
+		}
+		start := time.Now()
+		e, err := render(master, cr.width)
+		if err != nil {
+			return nil, err
+		}
+		h.logger.Debug("rendered width",
+			zap.String("api", cr.api),
+			zap.String("key", cacheKey(cr.canonical)),
+			zap.Int("width", cr.width),
+			zap.Int("bytes", len(e.data)),
+			zap.Duration("duration", time.Since(start)))
+		if h.mem != nil {
+			h.mem.Set(key, e)
+		}
+		return e, nil
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, "", res.Err
+		}
+		if outcome != outcomeMiss {
+			outcome = outcomeRendered
+		}
+		return res.Val.(*entry), outcome, nil
+	case <-ctx.Done():
+		return nil, "", ctx.Err()
+	}
+}
 
 // lookup returns the code from memory, from the storage, or fetched:
 // once per key however many requests wait. The fetch runs apart from the

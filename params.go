@@ -31,8 +31,11 @@ type codeRequest struct {
 	call func(context.Context, *wechat.Client) (*wechat.Image, error)
 	// subject is what allow globs match: the path, or the page.
 	subject string
-	// canonical lists every effective parameter, sorted and URL-encoded.
+	// canonical lists every effective parameter, sorted and URL-encoded,
+	// except the width: WeChat draws each code once, at masterWidth.
 	canonical string
+	// width is the width to serve, rendered from the master.
+	width int
 	// key is the hex SHA-256 of canonical, which names the entry in the
 	// storage; set by lookup past the memory cache, which needs none.
 	key string
@@ -45,7 +48,7 @@ func cacheKey(canonical string) string {
 }
 
 // look holds the parameters that shape the image, shared by wxacode and
-// unlimited (qrcode takes the width only).
+// unlimited (qrcode takes the width only, which is served, not asked).
 type look struct {
 	width      int
 	autoColor  bool
@@ -62,20 +65,20 @@ func (h *Handler) resolveRequest(repl *caddy.Replacer) (*codeRequest, error) {
 	if err != nil {
 		return nil, err
 	}
-	cr := &codeRequest{api: h.API}
+	cr := &codeRequest{api: h.API, width: lk.width}
 	ps := make(params, 0, 10)
-	ps = append(ps, param{"api", h.API}, param{"appid", h.appID}, param{"width", strconv.Itoa(lk.width)})
+	ps = append(ps, param{"api", h.API}, param{"appid", h.appID})
 	// Each request type validates itself as WeChat would; the client checks
 	// again, as a library must, which costs nothing next to a call.
 	var validate func() error
 	switch h.API {
 	case apiQRCode:
-		req := &wechat.QRCodeRequest{Path: get(h.Path), Width: lk.width}
+		req := &wechat.QRCodeRequest{Path: get(h.Path), Width: masterWidth}
 		cr.subject, validate = req.Path, req.Validate
 		cr.call = func(ctx context.Context, c *wechat.Client) (*wechat.Image, error) { return c.CreateQRCode(ctx, req) }
 	case apiWxaCode:
 		req := &wechat.WxaCodeRequest{
-			Path: get(h.Path), Width: lk.width, AutoColor: lk.autoColor,
+			Path: get(h.Path), Width: masterWidth, AutoColor: lk.autoColor,
 			LineColor: lk.lineColor, IsHyaline: lk.isHyaline, EnvVersion: lk.sentEnv(),
 		}
 		cr.subject, validate = req.Path, req.Validate
@@ -87,7 +90,7 @@ func (h *Handler) resolveRequest(repl *caddy.Replacer) (*codeRequest, error) {
 			return nil, err
 		}
 		req := &wechat.UnlimitedRequest{
-			Scene: get(h.Scene), Page: get(h.Page), Width: lk.width, AutoColor: lk.autoColor,
+			Scene: get(h.Scene), Page: get(h.Page), Width: masterWidth, AutoColor: lk.autoColor,
 			LineColor: lk.lineColor, IsHyaline: lk.isHyaline, EnvVersion: lk.sentEnv(),
 		}
 		if !checkPath {

@@ -140,7 +140,8 @@ func TestResolveErrors(t *testing.T) {
 }
 
 // The canonical form is what the README tells signing backends: every
-// effective parameter, sorted, as url.Values.Encode writes them.
+// effective parameter but the width, sorted, as url.Values.Encode writes
+// them.
 func TestCanonicalFormPinned(t *testing.T) {
 	tests := []struct {
 		h    *Handler
@@ -150,16 +151,16 @@ func TestCanonicalFormPinned(t *testing.T) {
 		{&Handler{API: apiWxaCode, AutoColor: "{http.request.uri.query.auto}", LineColor: "{http.request.uri.query.color}"},
 			"/?path=pages%2Fa%3Fx%3D1%202&auto=true&color=1,2,3",
 			url.Values{"api": {"wxacode"}, "appid": {"wx1"}, "auto_color": {"true"}, "env_version": {"release"},
-				"is_hyaline": {"false"}, "line_color": {"auto"}, "path": {"pages/a?x=1 2"}, "width": {"430"}}},
+				"is_hyaline": {"false"}, "line_color": {"auto"}, "path": {"pages/a?x=1 2"}}},
 		{&Handler{API: apiWxaCode, LineColor: "{http.request.uri.query.color}", EnvVersion: "trial", IsHyaline: "true"},
 			"/?path=p&color=%23010203&width=300",
 			url.Values{"api": {"wxacode"}, "appid": {"wx1"}, "auto_color": {"false"}, "env_version": {"trial"},
-				"is_hyaline": {"true"}, "line_color": {"1,2,3"}, "path": {"p"}, "width": {"300"}}},
+				"is_hyaline": {"true"}, "line_color": {"1,2,3"}, "path": {"p"}}},
 		{&Handler{API: apiUnlimited, CheckPath: "false"},
 			"/?scene=id%3D1%26from%3D~%21&page=pages/item/item",
 			url.Values{"api": {"unlimited"}, "appid": {"wx1"}, "auto_color": {"false"}, "check_path": {"false"},
 				"env_version": {"release"}, "is_hyaline": {"false"}, "line_color": {"0,0,0"}, "page": {"pages/item/item"},
-				"scene": {"id=1&from=~!"}, "width": {"430"}}},
+				"scene": {"id=1&from=~!"}}},
 	}
 	for _, tt := range tests {
 		cr, err := resolve(t, tt.h, tt.uri)

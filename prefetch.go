@@ -281,6 +281,11 @@ func (p *prefetcher) target(fixed url.Values, value string) (string, error) {
 	if !placed {
 		q.Set(p.param, value)
 	}
+	// The master's width is served as WeChat drew it: nothing is
+	// rendered for a width no visitor may ask for.
+	if _, ok := q["width"]; !ok {
+		q.Set("width", strconv.Itoa(masterWidth))
+	}
 	u.RawQuery = q.Encode()
 	return u.String(), nil
 }

@@ -44,10 +44,45 @@ func TestPrefetch(t *testing.T) {
 	if n := fake.CodeCalls() - before; n != 195 {
 		t.Errorf("%d code calls, want 195", n)
 	}
-	resp, body := s.get("/qr?path=pages/list/199")
-	assertImage(t, resp, body, "image/jpeg", 430)
-	if !strings.Contains(resp.Header.Get("Cache-Status"), "hit") {
-		t.Errorf("Cache-Status %q after prefetch, want a hit", resp.Header.Get("Cache-Status"))
+	// prefetch asked for the masters: the master's width is in memory,
+	// and the default width is rendered from it on its first request.
+	for _, tc := range []struct {
+		uri    string
+		width  int
+		status string
+	}{
+		{"/qr?path=pages/list/199&width=1280", 1280, "wxqrcode; hit; detail=memory"},
+		{"/qr?path=pages/list/199", 430, "wxqrcode; hit; detail=rendered"},
+		{"/qr?path=pages/list/199", 430, "wxqrcode; hit; detail=memory"},
+	} {
+		resp, body := s.get(tc.uri)
+		assertImage(t, resp, body, "image/jpeg", tc.width)
+		if got := resp.Header.Get("Cache-Status"); got != tc.status {
+			t.Errorf("%s: Cache-Status %q after prefetch, want %q", tc.uri, got, tc.status)
+		}
+	}
+}
+
+// A route with a fixed width takes no width from the query: prefetch's
+// requests get that width, and the codes are made once.
+func TestPrefetchFixedWidth(t *testing.T) {
+	fake := newFake(t)
+	s := startSite(t, fake, "", qrBlock(fake, "allow pages/*\nwidth 280"))
+	cmd := exec.Command(builtCaddy(t), "wxqrcode", "prefetch", "--url", s.url+"/qr")
+	cmd.Stdin = strings.NewReader("pages/a/a\npages/b/b\n")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "2 fetched, 0 already cached, 0 failed") {
+		t.Fatalf("prefetch: %v\n%s", err, out)
+	}
+	for _, uri := range []string{"/qr?path=pages/a/a", "/qr?path=pages/b/b&width=1280"} {
+		resp, body := s.get(uri)
+		assertImage(t, resp, body, "image/jpeg", 280)
+		if got := resp.Header.Get("Cache-Status"); !strings.Contains(got, "; hit") {
+			t.Errorf("%s: Cache-Status %q after prefetch, want a hit", uri, got)
+		}
+	}
+	if n := fake.CodeCalls(); n != 2 {
+		t.Errorf("%d code calls, want 2", n)
 	}
 }
 

@@ -88,13 +88,13 @@ func TestRouteFinder(t *testing.T) {
 			name:   "handle_path strips before the templates",
 			config: ":8080 {\n\thandle_path /poster/* {\n\t\t" + wxq("", "api unlimited\nscene {path.0}\npage pages/a/a\nsign_key "+finderKeyA) + "\t}\n}\n",
 			url:    "http://127.0.0.1:8080/poster/abc", key: finderKeyA,
-			canonical: "api=unlimited&appid=wx0123456789abcdef&auto_color=false&check_path=true&env_version=release&is_hyaline=false&line_color=0%2C0%2C0&page=pages%2Fa%2Fa&scene=abc&width=430",
+			canonical: "api=unlimited&appid=wx0123456789abcdef&auto_color=false&check_path=true&env_version=release&is_hyaline=false&line_color=0%2C0%2C0&page=pages%2Fa%2Fa&scene=abc",
 		},
 		{
 			name:   "regular expression captures",
 			config: ":8080 {\n\t@p path_regexp p ^/p/([a-z]+)\\.png$\n\t" + wxq("@p", "api unlimited\nscene {re.p.1}\npage pages/a/a\nsign_key "+finderKeyA) + "}\n",
 			url:    "http://127.0.0.1:8080/p/xyz.png", key: finderKeyA,
-			canonical: "api=unlimited&appid=wx0123456789abcdef&auto_color=false&check_path=true&env_version=release&is_hyaline=false&line_color=0%2C0%2C0&page=pages%2Fa%2Fa&scene=xyz&width=430",
+			canonical: "api=unlimited&appid=wx0123456789abcdef&auto_color=false&check_path=true&env_version=release&is_hyaline=false&line_color=0%2C0%2C0&page=pages%2Fa%2Fa&scene=xyz",
 		},
 	}
 	for _, tt := range tests {

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/boombuler/barcode/qr"
 )
 
 // sceneChars are the characters WeChat accepts in a getwxacodeunlimit scene.
@@ -60,7 +62,7 @@ func (s *Server) serveQRCode(in inbound) reply {
 	if _, ok := s.countCode(key); !ok {
 		return errReply(45029, "")
 	}
-	return imageReply(key, req.Width, false, rgb{}, false)
+	return imageReply(key, req.Path, qr.M, req.Width, false, rgb{}, false)
 }
 
 func (s *Server) serveWxaCode(in inbound) reply {
@@ -86,7 +88,7 @@ func (s *Server) serveWxaCode(in inbound) reply {
 	if !ok {
 		return errReply(45029, "")
 	}
-	rep := imageReply(key, req.Width, req.AutoColor, req.LineColor, req.IsHyaline)
+	rep := imageReply(key, req.Path, qr.H, req.Width, req.AutoColor, req.LineColor, req.IsHyaline)
 	rep.header.Set("Num-Used", strconv.Itoa(used))
 	return rep
 }
@@ -120,7 +122,7 @@ func (s *Server) serveUnlimited(in inbound) reply {
 	req.Width = clampWidth(req.Width)
 	req.LineColor = req.LineColor.clamp()
 	key := codeKey(PathUnlimited, req)
-	return imageReply(key, req.Width, req.AutoColor, req.LineColor, req.IsHyaline)
+	return imageReply(key, UnlimitedContent(req.Page, req.Scene), qr.H, req.Width, req.AutoColor, req.LineColor, req.IsHyaline)
 }
 
 // precheck applies what every code API checks before reading its
@@ -200,17 +202,23 @@ func clampByte(v int) int {
 	return min(max(v, 0), 255)
 }
 
-// imageReply renders the code named by key, whose hash is the seed of the
-// picture. The key covers every parameter, so the seed alone determines the
-// bytes and renders can be cached by it. auto_color picks a dark colour
-// of the fake's own; otherwise line_color is used.
-func imageReply(key string, width int, autoColor bool, line rgb, hyaline bool) reply {
+// UnlimitedContent is what the fake's getwxacodeunlimit codes hold, so
+// that a test can tell what it scanned.
+func UnlimitedContent(page, scene string) string {
+	return page + "?scene=" + scene
+}
+
+// imageReply renders a QR code of content, the code named by key, at
+// width: createQRCode's at level M, the mini-program codes' at level H. The key covers every parameter, so its hash names the bytes and
+// renders can be cached by it. auto_color picks a dark colour of the
+// fake's own; otherwise line_color is used.
+func imageReply(key, content string, level qr.ErrorCorrectionLevel, width int, autoColor bool, line rgb, hyaline bool) reply {
 	seed := sha256.Sum256([]byte(key))
 	fg := color.NRGBA{R: uint8(line.R), G: uint8(line.G), B: uint8(line.B), A: 0xff}
 	if autoColor {
 		fg = color.NRGBA{R: seed[0] % 128, G: seed[1] % 128, B: seed[2] % 128, A: 0xff}
 	}
-	body := cachedRender(seed, func() []byte { return renderCode(seed, width, fg, hyaline) })
+	body := cachedRender(seed, func() []byte { return renderCode(content, level, width, fg, hyaline) })
 	return reply{
 		status: http.StatusOK,
 		// WeChat labels even the transparent PNG as image/jpeg.

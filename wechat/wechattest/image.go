@@ -6,23 +6,23 @@ import (
 	"image/color"
 	"image/jpeg"
 	"image/png"
-	"math/rand/v2"
 	"sync"
+
+	"github.com/boombuler/barcode/qr"
 )
 
-const (
-	codeModules = 21 // a version-1 QR code's module count, for the look
-	quietCells  = 2
-	gridCells   = codeModules + 2*quietCells
-)
+// quietModules is the light margin around the code, in modules, as the QR
+// standard asks.
+const quietModules = 4
 
-// renderCacheSize bounds the cache to a few megabytes.
+// renderCacheSize bounds the cache to a few tens of megabytes of masters.
 const renderCacheSize = 128
 
 // renderCache holds recent renders by seed. It is shared by all servers
 // because a render depends only on its seed, and it pays off because the
-// encoder dominates a call's cost (tens of milliseconds under the race
-// detector) while tests ask for the same codes again and again.
+// encoders dominate a call's cost (tens of milliseconds for a 1280-pixel
+// code under the race detector) while tests ask for the same codes again
+// and again.
 var renderCache = struct {
 	sync.Mutex
 	m map[[32]byte][]byte
@@ -51,17 +51,28 @@ func cachedRender(seed [32]byte, render func() []byte) []byte {
 	return b
 }
 
-// renderCode draws a width×width block pattern chosen by seed and encodes
-// it as JPEG, or as PNG with a transparent background when hyaline. Rows are
-// built once per band of cells and copied, so the cost is dominated by the
-// encoder rather than per-pixel work.
-func renderCode(seed [32]byte, width int, fg color.NRGBA, hyaline bool) []byte {
-	rng := rand.New(rand.NewChaCha8(seed))
-	var dark [gridCells][gridCells]bool
-	for y := quietCells; y < quietCells+codeModules; y++ {
-		for x := quietCells; x < quietCells+codeModules; x++ {
-			dark[y][x] = rng.Uint32()&1 == 1
-		}
+// RenderCode draws a real QR code of content, width×width pixels in fg on
+// white, and encodes it as JPEG, or as PNG with a transparent background
+// when hyaline: the images the fake serves for createQRCode.
+func RenderCode(content string, width int, fg color.NRGBA, hyaline bool) []byte {
+	return renderCode(content, qr.M, width, fg, hyaline)
+}
+
+// renderCode draws at the error correction level, which tells the APIs'
+// codes apart when they hold the same content. Rows are built once per
+// band of modules and copied, so the cost is dominated by the encoders
+// rather than per-pixel work.
+func renderCode(content string, level qr.ErrorCorrectionLevel, width int, fg color.NRGBA, hyaline bool) []byte {
+	code, err := qr.Encode(content, level, qr.Auto)
+	if err != nil {
+		// The fake checks lengths as WeChat does, far below QR's capacity.
+		panic("wechattest: encoding a QR code: " + err.Error())
+	}
+	modules := code.Bounds().Dx()
+	grid := modules + 2*quietModules
+	dark := func(cx, cy int) bool {
+		x, y := cx-quietModules, cy-quietModules
+		return x >= 0 && y >= 0 && x < modules && y < modules && code.At(x, y) == color.Black
 	}
 
 	bounds := image.Rect(0, 0, width, width)
@@ -70,26 +81,35 @@ func renderCode(seed [32]byte, width int, fg color.NRGBA, hyaline bool) []byte {
 	var img image.Image
 	var pix []byte
 	var stride int
-	if hyaline {
+	switch {
+	case hyaline:
 		m := image.NewNRGBA(bounds)
 		img, pix, stride = m, m.Pix, m.Stride
 		bgPix = []byte{0, 0, 0, 0}
-	} else {
+	case fg == color.NRGBA{A: 0xff}:
+		// Black on white is a grey JPEG: one component instead of three
+		// and no colour conversion halve the encoder's time, which
+		// dominates a call under the race detector at 1280 pixels.
+		m := image.NewGray(bounds)
+		img, pix, stride = m, m.Pix, m.Stride
+		fgPix, bgPix = []byte{0}, []byte{0xff}
+	default:
 		// All colours are opaque, so RGBA's premultiplied bytes equal
 		// NRGBA's and the same pixel bytes serve both.
 		m := image.NewRGBA(bounds)
 		img, pix, stride = m, m.Pix, m.Stride
 	}
 
-	row := make([]byte, width*4)
-	for cy := range gridCells {
+	bpp := len(fgPix)
+	row := make([]byte, width*bpp)
+	for cy := range grid {
 		fill(row, bgPix)
-		for cx := range gridCells {
-			if dark[cy][cx] {
-				fill(row[cx*width/gridCells*4:(cx+1)*width/gridCells*4], fgPix)
+		for cx := range grid {
+			if dark(cx, cy) {
+				fill(row[cx*width/grid*bpp:(cx+1)*width/grid*bpp], fgPix)
 			}
 		}
-		for y := cy * width / gridCells; y < (cy+1)*width/gridCells; y++ {
+		for y := cy * width / grid; y < (cy+1)*width/grid; y++ {
 			copy(pix[y*stride:], row)
 		}
 	}
