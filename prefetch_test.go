@@ -67,7 +67,7 @@ func TestPrefetch(t *testing.T) {
 // requests get that width, and the codes are made once.
 func TestPrefetchFixedWidth(t *testing.T) {
 	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "allow pages/*\nwidth 280"))
+	s := startSite(t, fake, "", qrBlock(fake, "allow pages/*\ncap 100000\nwidth 280"))
 	cmd := exec.Command(builtCaddy(t), "wxqrcode", "prefetch", "--url", s.url+"/qr")
 	cmd.Stdin = strings.NewReader("pages/a/a\npages/b/b\n")
 	out, err := cmd.CombinedOutput()

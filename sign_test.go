@@ -177,7 +177,7 @@ func TestSignatureCheckedFirst(t *testing.T) {
 	fake := newFake(t)
 	s := startSite(t, fake, "", qrBlock(fake, "sign_key {env."+signKeyEnv+"}\nallow pages/*"))
 	canonical := func(path string) string {
-		return url.Values{"api": {"qrcode"}, "appid": {testAppID}, "path": {path}, "width": {"430"}}.Encode()
+		return url.Values{"api": {"qrcode"}, "appid": {testAppID}, "path": {path}}.Encode()
 	}
 	bogus := strings.Repeat("ab", 32)
 	tests := []struct {

@@ -25,7 +25,7 @@ import (
 // of the code.
 func TestEveryWidthScans(t *testing.T) {
 	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "allow pages/*")+
+	s := startSite(t, fake, "", qrBlock(fake, "allow pages/*\ncap 100000")+
 		wxBlock(fake, "/poster/*", "api unlimited\nscene {path.1}\npage pages/item/item\nis_hyaline {query.hy}\ncap 100000"))
 	tests := []struct {
 		name, uri, upstream, ctype, content string
@@ -77,8 +77,8 @@ func TestEveryWidthScans(t *testing.T) {
 // Conditional requests, HEAD and ranges work per width.
 func TestWidthCacheStatusAndConditionals(t *testing.T) {
 	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "allow pages/*")+
-		wxBlock(fake, "/cold", "allow pages/*\nmemory_cache off"))
+	s := startSite(t, fake, "", qrBlock(fake, "allow pages/*\ncap 100000")+
+		wxBlock(fake, "/cold", "allow pages/*\ncap 100000\nmemory_cache off"))
 	steps := []struct {
 		uri    string
 		width  int
@@ -141,7 +141,7 @@ func TestWidthCacheStatusAndConditionals(t *testing.T) {
 // Concurrent requests for a new width of one code render it once.
 func TestConcurrentWidthRenderedOnce(t *testing.T) {
 	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "allow pages/*"))
+	s := startSite(t, fake, "", qrBlock(fake, "allow pages/*\ncap 100000"))
 	resp, body := s.get("/qr?path=pages/a&width=1280")
 	assertImage(t, resp, body, "image/jpeg", 1280)
 	var wg sync.WaitGroup
@@ -198,7 +198,7 @@ func TestOldKeySchemeEntryIgnored(t *testing.T) {
 	if err := os.WriteFile(file, append(append(head, '\n'), old...), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := startSite(t, fake, dir, qrBlock(fake, "allow pages/*"))
+	s := startSite(t, fake, dir, qrBlock(fake, "allow pages/*\ncap 100000"))
 	for _, width := range []int{430, 280} {
 		resp, body := s.get(fmt.Sprintf("/qr?path=pages/old&width=%d", width))
 		assertImage(t, resp, body, "image/jpeg", width)
