@@ -1,6 +1,7 @@
--- New codes only, for bench/cluster.sh: every request asks for a scene no
--- request has asked for before (a prefix per wrk process, a counter per
--- thread).
+-- New codes only, for bench/cluster.sh: each thread takes its own share of
+-- the signed URLs in the file named by the first argument (the second is
+-- the number of wrk threads), so no request asks for a code another has
+-- asked for.
 local threads = 0
 
 function setup(thread)
@@ -9,11 +10,19 @@ function setup(thread)
 end
 
 function init(args)
-	prefix = args[1] or "p"
-	counter = 0
+	local share = tonumber(args[2])
+	urls = {}
+	local n = 0
+	for line in io.lines(args[1]) do
+		if n % share == id - 1 then
+			urls[#urls + 1] = line
+		end
+		n = n + 1
+	end
+	i = 0
 end
 
 function request()
-	counter = counter + 1
-	return wrk.format("GET", "/qr?scene=" .. prefix .. "-" .. id .. "-" .. counter)
+	i = i % #urls + 1
+	return wrk.format("GET", urls[i])
 end
