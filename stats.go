@@ -58,7 +58,7 @@ Caddy that is not running.
 			}
 			var res statsResponse
 			if err := adminCall(addr, http.MethodGet, "/wxqrcode/stats", nil, &res); err != nil {
-				return err
+				return fmt.Errorf("%v; for a Caddy that is not running, --dir reads its file_system storage", err)
 			}
 			if len(res.Storages) == 0 {
 				fmt.Fprintln(out, "the running Caddy has no wxqrcode handler")
