@@ -130,7 +130,7 @@ var errBudgetSpent = errors.New("the route's budget of new codes is spent")
 // slot marks where --url takes each value.
 const slot = "{}"
 
-// signBatch is how many URLs prefetch has signed at once.
+// signBatch is how many URLs prefetch has signed in one call.
 const signBatch = 500
 
 func (p *prefetcher) run(ctx context.Context, in io.Reader, out, progress io.Writer) error {
