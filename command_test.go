@@ -4,9 +4,9 @@ import "testing"
 
 // A key given to sign or prefetch is used as it is: the route resolved its
 // own placeholders once, at load, and braces in the key are its own.
-func TestDefaultHandlerKeyAsGiven(t *testing.T) {
+func TestOfflineHandlerKeyAsGiven(t *testing.T) {
 	for _, key := range []string{"abcdefghijklmnop{qrstuvwxyz}", `abcdefghijklmnop\{qrstuvwxyz`, "{env.HOME}abcdefghijklmnop"} {
-		h, err := defaultHandler("wx0123456789abcdef", apiQRCode, key)
+		h, err := offlineHandler("wx0123456789abcdef", apiQRCode, key)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -282,6 +282,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.client = &wechat.Client{BaseURL: h.apiBase, HTTPClient: hc, Tokens: pooled.(pooledTokens).ReuseTokenSource, Observer: metricsObserver{}}
+	registerHandler(h)
 	return nil
 }
 
@@ -514,6 +515,7 @@ func isLoopback(host string) bool {
 // source, memory cache and counts: the last handler using a cap's lease
 // gives back what it did not spend.
 func (h *Handler) Cleanup() error {
+	unregisterHandler(h)
 	if h.pending != nil {
 		h.pending.Wait()
 	}
@@ -591,6 +593,9 @@ func (h *Handler) signedRequestOf(r *http.Request) (*codeRequest, error) {
 
 // ServeHTTP answers with the code image, or with a JSON error.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	if h.probed(r) {
+		return nil
+	}
 	// Every answer is an image or JSON of its stated type, never a page.
 	w.Header()["X-Content-Type-Options"] = []string{"nosniff"}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {

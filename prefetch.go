@@ -7,10 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,11 +19,13 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/term"
 )
 
 func prefetchCommand() *cobra.Command {
 	c := &cobra.Command{
-		Use:   "prefetch --url <route URL> [--param path] [--query k=v&...] [--concurrency 4] [--file <list>]",
+		Use:   "prefetch --url <route URL> [--param path] [--query k=v&...] [--concurrency 4] [--file <list>] [signing flags]",
 		Short: "Fills the cache with the codes of a list",
 		Long: `
 Reads a list of values, one a line (from --file, or standard input), and
@@ -32,12 +35,20 @@ the query parameter --param (path by default; use --param scene for an
 unlimited route that reads {query.scene}), beside the fixed parameters of
 --query. Repeated values are asked once. The codes go through the route like
 any request, so the route's checks, allow globs and caps apply, and the
-cache fills as it would for visitors.
+cache fills as it would for visitors. Each URL asks for the master's width,
+1280, unless --url or --query gives a width: the cache gets the masters,
+from which every width is drawn.
 
-For routes with sign_key, each URL is signed: with --config, for the route
-of that Caddy config that serves it (as caddy wxqrcode sign --config does),
-or with --key-env naming a variable that holds the key, and --appid and
---api as in a route with the default templates.
+For routes with sign_key, each URL is signed as caddy wxqrcode sign signs
+it, in batches:
+  --address <admin address>, or --config <file> [--adapter <name>]:
+      by the running Caddy, for the route that serves it;
+  --appid <appid> [--api <api>] [--key-env <var>]:
+      here, for a route with the default templates, with the key in the
+      environment variable --key-env names (default WXQRCODE_SIGN_KEY).
+Without these flags the URLs go unsigned. A URL that cannot be signed fails
+with the errcode the route would answer, or as no_handler when no wxqrcode
+handler serves it.
 
 A value holding "/" cannot fill a path segment ({} before any "?"): the
 route would see two segments. It fails as slash_in_path.
@@ -50,7 +61,8 @@ The exit status is 1 when a code failed or the budget ran out.
 Examples:
 
   caddy wxqrcode prefetch --url https://shop.example.com/qr --file paths.txt
-  caddy wxqrcode prefetch --url 'https://shop.example.com/poster/{}' --file scenes.txt
+  caddy wxqrcode prefetch --url 'https://posters.example.com/poster/{}.png' \
+      --address localhost:2019 --file scenes.txt
 `,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -58,26 +70,17 @@ Examples:
 			flags := cmd.Flags()
 			p.route, _ = flags.GetString("url")
 			p.param, _ = flags.GetString("param")
-			if strings.Contains(p.route, slot) && flags.Changed("param") {
-				return fmt.Errorf("--url has %s for the value: --param does not apply", slot)
+			if strings.Contains(p.route, slot) {
+				if err := refuseFlags(cmd, "--url has "+slot+" for the value", "param"); err != nil {
+					return err
+				}
 			}
 			p.query, _ = flags.GetString("query")
 			p.concurrency, _ = flags.GetInt("concurrency")
 			p.maxWait, _ = flags.GetDuration("max-wait")
-			p.appID, _ = flags.GetString("appid")
-			p.api, _ = flags.GetString("api")
 			var err error
-			if p.finder, err = finderFromFlags(cmd); err != nil {
+			if p.signer, err = signerFromFlags(cmd, false); err != nil {
 				return err
-			}
-			if p.finder != nil {
-				defer p.finder.Close()
-			}
-			if env, _ := flags.GetString("key-env"); env != "" {
-				p.key = os.Getenv(env)
-				if p.key == "" {
-					return fmt.Errorf("%s is empty", env)
-				}
 			}
 			in := io.Reader(os.Stdin)
 			if file, _ := flags.GetString("file"); file != "" {
@@ -98,11 +101,8 @@ Examples:
 	flags.Int("concurrency", 4, "requests at once")
 	flags.Duration("max-wait", time.Minute, "the longest Retry-After of a cap to wait out")
 	flags.String("file", "", "the list, one value a line (default: standard input)")
-	flags.String("config", "", "the Caddy config holding the route, to sign each URL for it")
-	flags.String("adapter", "", "the config's adapter (default: caddyfile for files named Caddyfile*)")
-	flags.String("key-env", "", "the environment variable holding the route's sign_key, to sign each URL")
-	flags.String("appid", "", "the route's appid, for signing")
-	flags.String("api", apiQRCode, "the route's api, for signing")
+	addAdminFlags(c)
+	addOfflineFlags(c)
 	return c
 }
 
@@ -111,15 +111,14 @@ type prefetcher struct {
 	route, param, query string
 	concurrency         int
 	maxWait             time.Duration
-	key, appID, api     string
-	signer              *Handler     // signs each URL when key is set
-	finder              *routeFinder // finds the route that signs each URL
-	client              *http.Client
+	// signer signs each URL; nil leaves them unsigned.
+	signer *signer
+	client *http.Client
 
 	fetched, cached atomic.Int64
 	mu              sync.Mutex
 	failed          map[string]int // by errcode
-	// halt ends the feeding of lines; requests under way finish.
+	// halt ends the asking: requests under way finish.
 	halt     chan struct{}
 	haltOnce sync.Once
 	spent    atomic.Bool
@@ -130,6 +129,9 @@ var errBudgetSpent = errors.New("the route's budget of new codes is spent")
 
 // slot marks where --url takes each value.
 const slot = "{}"
+
+// signBatch is how many URLs prefetch has signed in one call.
+const signBatch = 500
 
 func (p *prefetcher) run(ctx context.Context, in io.Reader, out, progress io.Writer) error {
 	if p.route == "" {
@@ -142,15 +144,9 @@ func (p *prefetcher) run(ctx context.Context, in io.Reader, out, progress io.Wri
 	if strings.Count(p.route, slot) > 1 {
 		return fmt.Errorf("--url may have %s once", slot)
 	}
-
 	fixed, err := url.ParseQuery(p.query)
 	if err != nil {
 		return fmt.Errorf("--query: %v", err)
-	}
-	if p.key != "" {
-		if p.signer, err = defaultHandler(p.appID, p.api, p.key); err != nil {
-			return err
-		}
 	}
 	var lines []string
 	seen := map[string]bool{}
@@ -177,34 +173,35 @@ func (p *prefetcher) run(ctx context.Context, in io.Reader, out, progress io.Wri
 	p.halt = make(chan struct{})
 
 	start := time.Now()
-	work := make(chan string)
-	var wg sync.WaitGroup
-	for range max(p.concurrency, 1) {
-		wg.Go(func() {
-			for line := range work {
-				select {
-				case <-p.halt:
-					continue // not asked
-				default:
-				}
-				p.one(ctx, fixed, line)
-			}
-		})
-	}
 	bar := newProgressBar(progress, len(lines), p.counts)
+	var g errgroup.Group
+	g.SetLimit(max(p.concurrency, 1))
+	var signErr error
 feed:
-	for _, line := range lines {
-		select {
-		case work <- line:
-		case <-p.halt:
-			break feed
-		case <-ctx.Done():
-			break feed
+	for batch := range slices.Chunk(lines, signBatch) {
+		var targets []string
+		if targets, signErr = p.targets(fixed, batch); signErr != nil {
+			break
+		}
+		for _, target := range targets {
+			if p.halted(ctx) {
+				break feed
+			}
+			if target != "" {
+				g.Go(func() error {
+					if !p.halted(ctx) {
+						p.one(ctx, target)
+					}
+					return nil
+				})
+			}
 		}
 	}
-	close(work)
-	wg.Wait()
+	_ = g.Wait() // p.one reports its failures by errcode
 	bar.done()
+	if signErr != nil {
+		return signErr
+	}
 
 	done, fetched, cached := p.counts()
 	fmt.Fprintf(out, "%s in %s: %d fetched, %d already cached, %d failed",
@@ -216,12 +213,7 @@ feed:
 		fmt.Fprintf(out, " (%s skipped)", count(repeated, "repeated line"))
 	}
 	fmt.Fprintln(out)
-	codes := make([]string, 0, len(p.failed))
-	for code := range p.failed {
-		codes = append(codes, code)
-	}
-	sort.Strings(codes)
-	for _, code := range codes {
+	for _, code := range slices.Sorted(maps.Keys(p.failed)) {
 		fmt.Fprintf(out, "  errcode %s: %d\n", code, p.failed[code])
 	}
 	if p.spent.Load() {
@@ -231,6 +223,18 @@ feed:
 		return fmt.Errorf("%d of %d codes failed", failed, len(lines))
 	}
 	return nil
+}
+
+// halted tells whether no more codes are to be asked for.
+func (p *prefetcher) halted(ctx context.Context) bool {
+	select {
+	case <-p.halt:
+		return true
+	case <-ctx.Done():
+		return true
+	default:
+		return false
+	}
 }
 
 // count is n things, in the singular or the plural.
@@ -290,44 +294,52 @@ func (p *prefetcher) target(fixed url.Values, value string) (string, error) {
 	return u.String(), nil
 }
 
-// sign returns target signed for its route, or as it is for a route
-// without sign_key.
-func (p *prefetcher) sign(target string) (string, error) {
-	if p.signer == nil && p.finder == nil {
-		return target, nil
+// targets returns the URLs asking for the codes of values, signed when
+// p has a signer; a value that cannot be asked for is counted as failed
+// and has an empty URL.
+func (p *prefetcher) targets(fixed url.Values, values []string) ([]string, error) {
+	targets := make([]string, len(values))
+	var unsigned []string
+	var at []int // where each of unsigned goes in targets
+	for i, value := range values {
+		if slotInPath(p.route) && strings.Contains(value, "/") {
+			p.fail("slash_in_path")
+			continue
+		}
+		target, err := p.target(fixed, value)
+		if err != nil {
+			p.fail("bad_url")
+			continue
+		}
+		if p.signer == nil {
+			targets[i] = target
+			continue
+		}
+		unsigned = append(unsigned, target)
+		at = append(at, i)
 	}
-	r, err := preparedRequest(target)
+	if len(unsigned) == 0 {
+		return targets, nil
+	}
+	results, err := p.signer.sign(unsigned)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
-	u := *r.URL // a rewrite on the way to the handler changes r
-	h := p.signer
-	if h == nil {
-		if h, err = p.finder.find(r); err != nil {
-			return "", err
-		}
-		if len(h.SignKey) == 0 {
-			return target, nil
+	for j, res := range results {
+		switch {
+		case res.ErrCode != 0:
+			p.fail(strconv.Itoa(res.ErrCode))
+		case res.Error != "":
+			p.fail("no_handler")
+		default:
+			targets[at[j]] = res.URL
 		}
 	}
-	return h.signedURL(r, &u)
+	return targets, nil
 }
 
 // one asks for one code, waiting out a window cap if it is short enough.
-func (p *prefetcher) one(ctx context.Context, fixed url.Values, line string) {
-	if slotInPath(p.route) && strings.Contains(line, "/") {
-		p.fail("slash_in_path")
-		return
-	}
-	target, err := p.target(fixed, line)
-	if err != nil {
-		p.fail("bad_url")
-		return
-	}
-	if target, err = p.sign(target); err != nil {
-		p.fail("unsigned")
-		return
-	}
+func (p *prefetcher) one(ctx context.Context, target string) {
 	for {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 		if err != nil {
@@ -400,7 +412,7 @@ type progressBar struct {
 
 func newProgressBar(w io.Writer, total int, counts func() (int64, int64, int64)) *progressBar {
 	b := &progressBar{w: w, total: total, counts: counts, quit: make(chan struct{}), ended: make(chan struct{})}
-	if f, ok := w.(*os.File); !ok || !isTerminal(f) || total == 0 {
+	if f, ok := w.(*os.File); !ok || !term.IsTerminal(int(f.Fd())) || total == 0 {
 		close(b.ended)
 		return b
 	}
@@ -437,9 +449,4 @@ func (b *progressBar) done() {
 		close(b.quit)
 		<-b.ended
 	}
-}
-
-func isTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

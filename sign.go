@@ -59,9 +59,14 @@ const (
 
 // signURL adds the signature of canonical to u's query.
 func signURL(u *url.URL, key, canonical string) *url.URL {
+	return withSig(u, sign(key, canonical))
+}
+
+// withSig is u with sig in its query, in place of any sig it had.
+func withSig(u *url.URL, sig string) *url.URL {
 	signed := *u
 	q := signed.Query()
-	q.Set(sigParam, sign(key, canonical))
+	q.Set(sigParam, sig)
 	signed.RawQuery = q.Encode()
 	return &signed
 }

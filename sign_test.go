@@ -5,9 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"net/url"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -105,67 +103,6 @@ func TestSignCommand(t *testing.T) {
 	cmd := exec.Command(builtCaddy(t), "wxqrcode", "sign", "--appid", testAppID, "--key-env", signKeyEnv, s.url+"/qr?path=")
 	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "path must be 1 to 128 bytes") {
 		t.Errorf("want the command to refuse a request WeChat would refuse, got %v: %s", err, out)
-	}
-}
-
-// With --config, the sign command finds the route serving the URL with
-// Caddy's matchers, and signs with its templates, appid and key.
-func TestSignCommandConfig(t *testing.T) {
-	fake := newFake(t)
-	t.Setenv(signKeyEnv, signKey)
-	s := startSite(t, fake, "", `@poster path_regexp poster ^/poster/([0-9A-Za-z]{1,32})\.png$
-	`+wxBlock(fake, "@poster", "api unlimited\nscene {re.poster.1}\npage pages/item/item\nwidth 600\nis_hyaline true\nline_color \"#1a1a1a\"\nsign_key {env."+signKeyEnv+"}")+
-		qrBlock(fake, "allow pages/*\nsign_key {env."+signKeyEnv+"} "+oldSignKey)+
-		"handle_path /p/* {\n\t"+wxBlock(fake, "", "api unlimited\nscene {path.0}\nsign_key {env."+signKeyEnv+"}")+"}\n\t"+
-		`respond /other "not a code"`)
-	config := filepath.Join(t.TempDir(), "Caddyfile")
-	if err := os.WriteFile(config, []byte(s.config), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	sign := func(args ...string) (string, error) {
-		out, err := exec.Command(builtCaddy(t), append([]string{"wxqrcode", "sign"}, args...)...).CombinedOutput()
-		return strings.TrimSpace(string(out)), err
-	}
-	for _, tc := range []struct {
-		uri, ctype string
-		width      int
-	}{
-		{"/poster/A1B2C3.png", "image/png", 600},
-		{"/qr?path=pages%2Findex%2Findex&width=300", "image/jpeg", 300},
-		{"/p/id=7", "image/jpeg", 430}, // signed for the stripped path
-	} {
-		signed, err := sign("--config", config, s.url+tc.uri)
-		if err != nil || !strings.HasPrefix(signed, s.url) || !strings.Contains(signed, "sig=") {
-			t.Fatalf("sign %s: %v: %s", tc.uri, err, signed)
-		}
-		resp, body := s.get(strings.TrimPrefix(signed, s.url))
-		assertImage(t, resp, body, tc.ctype, tc.width)
-	}
-	for _, tc := range []struct {
-		args []string
-		want string
-	}{
-		{[]string{"--config", config, s.url + "/other"}, "no wxqrcode handler in the config serves"},
-		{[]string{"--config", config, s.url + "/poster/has-dash.png"}, "no wxqrcode handler in the config serves"},
-		{[]string{"--config", config, s.url + "/qr?path=admin/index"}, "see allow"},
-		{[]string{"--config", config, "--appid", testAppID, s.url + "/qr?path=pages/a"}, "--appid comes from the config"},
-	} {
-		if out, err := sign(tc.args...); err == nil || !strings.Contains(out, tc.want) {
-			t.Errorf("sign %v: %v: %s, want an error saying %q", tc.args, err, out, tc.want)
-		}
-	}
-
-	// prefetch --config signs each URL for its route the same way.
-	before := fake.CodeCalls()
-	cmd := exec.Command(builtCaddy(t), "wxqrcode", "prefetch", "--config", config, "--url", s.url+"/p/{}")
-	cmd.Stdin = strings.NewReader("id=7\nid=8\nid=9\na/b\n")
-	out, err := cmd.CombinedOutput()
-	if exit, ok := err.(*exec.ExitError); !ok || exit.ExitCode() != 1 ||
-		!strings.Contains(string(out), "2 fetched, 1 already cached, 1 failed") || !strings.Contains(string(out), "errcode slash_in_path: 1") {
-		t.Errorf("prefetch --config: %v\n%s", err, out)
-	}
-	if n := fake.CodeCalls() - before; n != 2 {
-		t.Errorf("%d code calls, want 2", n)
 	}
 }
 

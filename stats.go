@@ -8,157 +8,124 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
+	"net/http"
 	"net/url"
-	"os"
 	"path"
-	"sort"
+	"slices"
 	"strings"
 
-	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/certmagic"
 	"github.com/spf13/cobra"
 )
 
 func statsCommand() *cobra.Command {
 	c := &cobra.Command{
-		Use:   "stats [--config <file> [--adapter <name>]] [--dir <storage root>]",
+		Use:   "stats [--address <admin address> | --config <file> [--adapter <name>]] | stats --dir <storage root>",
 		Short: "Shows what the cache holds and the codes generated per app",
 		Long: `
-Reads the storage the wxqrcode handlers use and prints how many codes it
+Prints, for each storage the wxqrcode handlers use, how many codes it
 holds, by api and app, with their size, and for each app the codes the
 module had WeChat generate and the last Num-Used WeChat reported.
 
-The storage is the one of --config (a handler's cache_dir or storage, or
-the global storage option), or the file_system storage at --dir; by
-default Caddy's data directory.
+By default it asks the running Caddy, through its admin API, which reads
+the storage of every wxqrcode handler it runs, each storage once. The admin
+endpoint is found as caddy stop finds it: --address, or the admin listener
+of the config given by --config, or localhost:2019.
+
+With --dir, it reads the file_system storage rooted there itself, for a
+Caddy that is not running.
 `,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			config, _ := cmd.Flags().GetString("config")
-			adapter, _ := cmd.Flags().GetString("adapter")
-			dir, _ := cmd.Flags().GetString("dir")
-			storage, err := statsStorage(config, adapter, dir)
+			flags := cmd.Flags()
+			out := cmd.OutOrStdout()
+			if flags.Changed("dir") {
+				if err := refuseFlags(cmd, "--dir reads a storage here, with no Caddy running", "address", "config", "adapter"); err != nil {
+					return err
+				}
+				dir, _ := flags.GetString("dir")
+				st := readStats(cmd.Context(), &certmagic.FileStorage{Path: dir})
+				st.print(out)
+				if st.Error != "" {
+					return errors.New(st.Error)
+				}
+				return nil
+			}
+			addr, err := adminAddress(cmd)
 			if err != nil {
 				return err
 			}
-			return printStats(cmd.Context(), storage, cmd.OutOrStdout())
+			var res statsResponse
+			if err := adminCall(addr, http.MethodGet, "/wxqrcode/stats", nil, &res); err != nil {
+				return fmt.Errorf("%v; for a Caddy that is not running, --dir reads its file_system storage", err)
+			}
+			if len(res.Storages) == 0 {
+				fmt.Fprintln(out, "the running Caddy has no wxqrcode handler")
+				return nil
+			}
+			failed := 0
+			for i, st := range res.Storages {
+				if i > 0 {
+					fmt.Fprintln(out)
+				}
+				st.print(out)
+				if st.Error != "" {
+					failed++
+				}
+			}
+			if failed > 0 {
+				return fmt.Errorf("%d of %d storages could not be read", failed, len(res.Storages))
+			}
+			return nil
 		},
 	}
-	c.Flags().String("config", "", "a Caddy config whose storage to read")
-	c.Flags().String("adapter", "", "the config's adapter (default: caddyfile for files named Caddyfile*)")
-	c.Flags().String("dir", "", "the root of a file_system storage to read")
+	addAdminFlags(c)
+	c.Flags().String("dir", "", "the root of a file_system storage to read, for a Caddy that is not running")
 	return c
 }
 
-// statsStorage opens the storage named by the flags.
-func statsStorage(config, adapter, dir string) (certmagic.Storage, error) {
-	if config == "" {
-		if dir == "" {
-			dir = caddy.AppDataDir()
-		}
-		return &certmagic.FileStorage{Path: dir}, nil
-	}
-	raw, err := loadConfig(config, adapter)
-	if err != nil {
-		return nil, err
-	}
-	var cfg struct {
-		Storage json.RawMessage `json:"storage"`
-	}
-	if err := json.Unmarshal(raw, &cfg); err != nil {
-		return nil, err
-	}
-	storageRaw := cfg.Storage
-	// A handler's own storage wins; the first one found is read.
-	for _, h := range findHandlers(raw) {
-		if h.CacheDir != "" {
-			return &certmagic.FileStorage{Path: caddy.NewReplacer().ReplaceAll(h.CacheDir, "")}, nil
-		}
-		if h.StorageRaw != nil {
-			storageRaw = h.StorageRaw
-			break
-		}
-	}
-	if storageRaw == nil {
-		return &certmagic.FileStorage{Path: caddy.AppDataDir()}, nil
-	}
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	defer cancel()
-	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(storageRaw, &fields); err != nil {
-		return nil, err
-	}
-	var name string
-	_ = json.Unmarshal(fields["module"], &name)
-	delete(fields, "module")
-	modRaw, _ := json.Marshal(fields)
-	mod, err := ctx.LoadModuleByID("caddy.storage."+name, modRaw)
-	if err != nil {
-		return nil, err
-	}
-	return mod.(caddy.StorageConverter).CertMagicStorage()
+// storageStats is what one storage holds.
+type storageStats struct {
+	// Storage names the storage by its String or its type, never by its
+	// fields (see storageName).
+	Storage string `json:"storage"`
+	Codes   int    `json:"codes"`
+	Bytes   int64  `json:"bytes"`
+	// NotWhole counts entries that do not decode; they are fetched again
+	// when asked for.
+	NotWhole  int          `json:"not_whole,omitempty"`
+	ByApp     []appCodes   `json:"by_app,omitempty"`
+	Generated []appCounted `json:"generated,omitempty"`
+	// Error says why the storage could not be read, or read whole.
+	Error string `json:"error,omitempty"`
 }
 
-// loadConfig reads a config file as JSON, adapting it if it is not JSON.
-func loadConfig(config, adapter string) ([]byte, error) {
-	raw, err := os.ReadFile(config)
-	if err != nil {
-		return nil, err
-	}
-	if adapter == "" && strings.HasPrefix(path.Base(config), "Caddyfile") {
-		adapter = "caddyfile"
-	}
-	if adapter != "" {
-		a := caddyconfig.GetAdapter(adapter)
-		if a == nil {
-			return nil, fmt.Errorf("no config adapter %q", adapter)
-		}
-		if raw, _, err = a.Adapt(raw, map[string]any{"filename": config}); err != nil {
-			return nil, err
-		}
-	}
-	return raw, nil
+// appCodes counts the cached codes of one api and app.
+type appCodes struct {
+	API   string `json:"api"`
+	AppID string `json:"appid"`
+	Codes int    `json:"codes"`
 }
 
-// findHandlers returns every wxqrcode handler in a JSON config.
-func findHandlers(raw []byte) []Handler {
-	var found []Handler
-	var walk func(v any)
-	walk = func(v any) {
-		switch v := v.(type) {
-		case map[string]any:
-			if v["handler"] == "wxqrcode" {
-				b, _ := json.Marshal(v)
-				var h Handler
-				if json.Unmarshal(b, &h) == nil {
-					found = append(found, h)
-				}
-			}
-			for _, x := range v {
-				walk(x)
-			}
-		case []any:
-			for _, x := range v {
-				walk(x)
-			}
-		}
-	}
-	var doc any
-	if json.Unmarshal(raw, &doc) == nil {
-		walk(doc)
-	}
-	return found
+// appCounted is an app's count of the codes generated through the module,
+// in one group (limited or unlimited).
+type appCounted struct {
+	AppID     string `json:"appid"`
+	Group     string `json:"group"`
+	Generated int    `json:"generated"`
+	NumUsed   int    `json:"num_used,omitempty"`
 }
 
-// printStats reads the codes and counts in storage.
-func printStats(ctx context.Context, storage certmagic.Storage, out io.Writer) error {
+// readStats reads the codes and counts in storage.
+func readStats(ctx context.Context, storage certmagic.Storage) storageStats {
+	st := storageStats{Storage: storageName(storage)}
 	keys, err := storage.List(ctx, strings.TrimSuffix(cachePrefix, "/"), true)
 	if err != nil && !isNotExist(err) {
-		return fmt.Errorf("listing the codes: %v", err)
+		st.Error = fmt.Sprintf("listing the codes: %v", err)
+		return st
 	}
-	codes := map[string]int{} // "api app" -> codes
-	var total, size, corrupt int
+	codes := map[appCodes]int{} // by api and app
 	for _, key := range keys {
 		if len(path.Base(key)) != 64 {
 			continue // locks and other keys
@@ -167,53 +134,75 @@ func printStats(ctx context.Context, storage certmagic.Storage, out io.Writer) e
 		if err != nil {
 			continue // gone since the listing
 		}
-		total++
-		size += len(raw)
+		st.Codes++
+		st.Bytes += int64(len(raw))
 		head, _, _ := bytes.Cut(raw, []byte("\n"))
 		var meta entryMeta
 		if _, err := decodeEntry(raw); err != nil || json.Unmarshal(head, &meta) != nil {
-			corrupt++
+			st.NotWhole++
 			continue
 		}
 		req, _ := url.ParseQuery(meta.Request)
-		codes[req.Get("api")+" "+req.Get("appid")]++
+		codes[appCodes{API: req.Get("api"), AppID: req.Get("appid")}]++
 	}
-	fmt.Fprintf(out, "storage: %s\n", storageName(storage))
-	fmt.Fprintf(out, "codes cached: %d (%.1f MiB)", total, float64(size)/(1<<20))
-	if corrupt > 0 {
-		fmt.Fprintf(out, ", %d not whole (fetched again when asked for)", corrupt)
-	}
-	fmt.Fprintln(out)
-	for _, k := range sortedKeys(codes) {
-		api, app, _ := strings.Cut(k, " ")
-		fmt.Fprintf(out, "  %-10s %-20s %d\n", api, app, codes[k])
+	for _, k := range slices.SortedFunc(maps.Keys(codes), func(a, b appCodes) int {
+		return strings.Compare(a.API+" "+a.AppID, b.API+" "+b.AppID)
+	}) {
+		k.Codes = codes[k]
+		st.ByApp = append(st.ByApp, k)
 	}
 	docs, err := storage.List(ctx, "wxqrcode/quota", true)
 	if err != nil && !isNotExist(err) {
-		return fmt.Errorf("listing the counts: %v", err)
+		st.Error = fmt.Sprintf("listing the counts: %v", err)
+		return st
 	}
-	sort.Strings(docs)
-	if len(docs) > 0 {
-		fmt.Fprintln(out, "codes generated through the module:")
-	}
+	slices.Sort(docs)
 	for _, key := range docs {
 		raw, err := storage.Load(ctx, key)
 		var doc quotaDoc
 		if err != nil || json.Unmarshal(raw, &doc) != nil {
 			continue
 		}
-		app := path.Base(path.Dir(key))
-		group := strings.TrimSuffix(path.Base(key), ".json")
-		fmt.Fprintf(out, "  %-20s %-10s %d", app, group, doc.Generated)
-		if group == groupLimited {
+		st.Generated = append(st.Generated, appCounted{
+			AppID:     path.Base(path.Dir(key)),
+			Group:     strings.TrimSuffix(path.Base(key), ".json"),
+			Generated: doc.Generated,
+			NumUsed:   doc.NumUsed,
+		})
+	}
+	return st
+}
+
+// print writes st as caddy wxqrcode stats shows it.
+func (st storageStats) print(out io.Writer) {
+	fmt.Fprintf(out, "storage: %s\n", st.Storage)
+	if st.Error != "" {
+		fmt.Fprintf(out, "  error: %s\n", st.Error)
+		if st.Codes == 0 {
+			return
+		}
+	}
+	fmt.Fprintf(out, "codes cached: %d (%.1f MiB)", st.Codes, float64(st.Bytes)/(1<<20))
+	if st.NotWhole > 0 {
+		fmt.Fprintf(out, ", %d not whole (fetched again when asked for)", st.NotWhole)
+	}
+	fmt.Fprintln(out)
+	for _, a := range st.ByApp {
+		fmt.Fprintf(out, "  %-10s %-20s %d\n", a.API, a.AppID, a.Codes)
+	}
+	if len(st.Generated) > 0 {
+		fmt.Fprintln(out, "codes generated through the module:")
+	}
+	for _, g := range st.Generated {
+		fmt.Fprintf(out, "  %-20s %-10s %d", g.AppID, g.Group, g.Generated)
+		if g.Group == groupLimited {
 			fmt.Fprintf(out, " of %d", lifetimeBudget)
-			if doc.NumUsed > 0 {
-				fmt.Fprintf(out, " (WeChat's Num-Used: %d)", doc.NumUsed)
+			if g.NumUsed > 0 {
+				fmt.Fprintf(out, " (WeChat's Num-Used: %d)", g.NumUsed)
 			}
 		}
 		fmt.Fprintln(out)
 	}
-	return nil
 }
 
 // storageName names a storage by its own String, which storage modules
@@ -224,15 +213,6 @@ func storageName(storage certmagic.Storage) string {
 		return named.String()
 	}
 	return fmt.Sprintf("%T", storage)
-}
-
-func sortedKeys(m map[string]int) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 func isNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }

@@ -37,9 +37,7 @@ func TestStatsNamesStorageSafely(t *testing.T) {
 		{files, "storage: FileStorage:" + files.Path + "\n"},
 	} {
 		var out bytes.Buffer
-		if err := printStats(context.Background(), tt.storage, &out); err != nil {
-			t.Fatal(err)
-		}
+		readStats(context.Background(), tt.storage).print(&out)
 		if !strings.HasPrefix(out.String(), tt.want) || strings.Contains(out.String(), password) {
 			t.Errorf("printed %q, want it to start %q and hold no password", out.String(), tt.want)
 		}
