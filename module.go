@@ -263,16 +263,15 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.inFlight = semaphore.NewWeighted(maxInFlight)
 
-	// No redirects: one would carry the token in the Referer, and a 307
-	// the secret in the body, to another host.
-	hc := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	var src wechat.TokenSource
+	// The client's and token sources' nil HTTPClient follows no redirects:
+	// one would carry the token in the Referer, and a 307 the secret in the
+	// body, to another host.
+	creds := wechat.Credentials{BaseURL: h.apiBase, AppID: h.appID, Secret: h.secret, Observer: metricsObserver{}}
+	var src wechat.TokenSource = &wechat.StableTokenSource{Credentials: creds}
 	if h.Token == tokenClassic {
-		src = &wechat.ClassicTokenSource{BaseURL: h.apiBase, AppID: h.appID, Secret: h.secret, HTTPClient: hc, Observer: metricsObserver{}}
-	} else {
-		src = &wechat.StableTokenSource{BaseURL: h.apiBase, AppID: h.appID, Secret: h.secret, HTTPClient: hc, Observer: metricsObserver{}}
+		src = &wechat.ClassicTokenSource{Credentials: creds}
 	}
-	shared := &sharedTokens{storage: storage, key: "wxqrcode/tokens/" + h.appID + "/" + h.Token + ".json", src: src, faults: h.faults}
+	shared := newSharedTokens(storage, "wxqrcode/tokens/"+h.appID+"/"+h.Token+".json", src, h.faults)
 	secretSum := sha256.Sum256([]byte(h.secret))
 	h.tokKey = strings.Join([]string{h.apiBase, h.appID, h.Token, hex.EncodeToString(secretSum[:]), h.storeID}, "|")
 	pooled, _, err := tokenPool.LoadOrNew(h.tokKey, func() (caddy.Destructor, error) {
@@ -281,7 +280,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	h.client = &wechat.Client{BaseURL: h.apiBase, HTTPClient: hc, Tokens: pooled.(pooledTokens).ReuseTokenSource, Observer: metricsObserver{}}
+	h.client = &wechat.Client{BaseURL: h.apiBase, Tokens: pooled.(pooledTokens).ReuseTokenSource, Observer: metricsObserver{}}
 	return nil
 }
 

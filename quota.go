@@ -209,10 +209,15 @@ func (b *book) update(ctx context.Context, change func(*quotaDoc)) error {
 	mu, _ := docLocks.LoadOrStore(b.key(), new(sync.Mutex))
 	mu.(*sync.Mutex).Lock()
 	defer mu.(*sync.Mutex).Unlock()
-	if err := b.storage.Lock(ctx, b.key()); err != nil {
-		return fmt.Errorf("locking: %w", err)
-	}
-	defer func() { _ = b.storage.Unlock(context.WithoutCancel(ctx), b.key()) }()
+	lock := storeLock{storage: b.storage, name: b.key(), faults: b.faults}
+	_, err := lockedDo(ctx, lock, docWait, nil, func() (struct{}, error) {
+		return struct{}{}, b.write(ctx, change)
+	})
+	return err
+}
+
+// write is update's work under the locks.
+func (b *book) write(ctx context.Context, change func(*quotaDoc)) error {
 	var doc quotaDoc
 	raw, err := b.storage.Load(ctx, b.key())
 	switch {

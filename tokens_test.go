@@ -21,10 +21,8 @@ func TestSharedTokenRefusedIsForceRefreshed(t *testing.T) {
 	defer fake.Close()
 	storage := &certmagic.FileStorage{Path: t.TempDir()}
 	instance := func() *wechat.Client {
-		shared := &sharedTokens{
-			storage: storage, key: "wxqrcode/tokens/wx0123456789abcdef/stable.json", faults: newFaultLog(zap.NewNop()),
-			src: &wechat.StableTokenSource{BaseURL: fake.URL, AppID: "wx0123456789abcdef", Secret: "secret"},
-		}
+		src := &wechat.StableTokenSource{Credentials: wechat.Credentials{BaseURL: fake.URL, AppID: "wx0123456789abcdef", Secret: "secret"}}
+		shared := newSharedTokens(storage, "wxqrcode/tokens/wx0123456789abcdef/stable.json", src, newFaultLog(zap.NewNop()))
 		return &wechat.Client{BaseURL: fake.URL, Tokens: wechat.NewReuseTokenSource(shared)}
 	}
 	a, b := instance(), instance()

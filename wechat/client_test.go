@@ -30,7 +30,7 @@ func newClient(t *testing.T) (*wechattest.Server, *wechat.Client) {
 	t.Helper()
 	fake := wechattest.NewServer(testAppID, testSecret)
 	t.Cleanup(fake.Close)
-	src := &wechat.StableTokenSource{BaseURL: fake.URL, AppID: testAppID, Secret: testSecret}
+	src := &wechat.StableTokenSource{Credentials: wechat.Credentials{BaseURL: fake.URL, AppID: testAppID, Secret: testSecret}}
 	return fake, &wechat.Client{BaseURL: fake.URL, Tokens: wechat.NewReuseTokenSource(src), Backoff: time.Millisecond}
 }
 
@@ -218,7 +218,7 @@ func TestRefusedTokenRetriedOnlyOnce(t *testing.T) {
 func TestInvalidateOnlyCurrent(t *testing.T) {
 	fake := wechattest.NewServer(testAppID, testSecret)
 	defer fake.Close()
-	src := wechat.NewReuseTokenSource(&wechat.ClassicTokenSource{BaseURL: fake.URL, AppID: testAppID, Secret: testSecret})
+	src := wechat.NewReuseTokenSource(&wechat.ClassicTokenSource{Credentials: wechat.Credentials{BaseURL: fake.URL, AppID: testAppID, Secret: testSecret}})
 	ctx := context.Background()
 	first, err := src.Token(ctx)
 	if err != nil {
@@ -241,10 +241,10 @@ func TestConcurrentCallersShareOneRefresh(t *testing.T) {
 		t.Run(fmt.Sprint("classic=", classic), func(t *testing.T) {
 			fake := wechattest.NewServer(testAppID, testSecret)
 			defer fake.Close()
-			var src wechat.TokenSource = &wechat.StableTokenSource{BaseURL: fake.URL, AppID: testAppID, Secret: testSecret}
+			var src wechat.TokenSource = &wechat.StableTokenSource{Credentials: wechat.Credentials{BaseURL: fake.URL, AppID: testAppID, Secret: testSecret}}
 			path := wechattest.PathStableToken
 			if classic {
-				src = &wechat.ClassicTokenSource{BaseURL: fake.URL, AppID: testAppID, Secret: testSecret}
+				src = &wechat.ClassicTokenSource{Credentials: wechat.Credentials{BaseURL: fake.URL, AppID: testAppID, Secret: testSecret}}
 				path = wechattest.PathToken
 			}
 			fake.Inject(path, wechattest.Fault{Delay: 100 * time.Millisecond}, 1)
@@ -280,9 +280,9 @@ func TestTokenEndpointErrors(t *testing.T) {
 		src  wechat.TokenSource
 		code int
 	}{
-		{&wechat.StableTokenSource{BaseURL: fake.URL, AppID: "wxnope", Secret: testSecret}, wechat.CodeInvalidAppID},
-		{&wechat.StableTokenSource{BaseURL: fake.URL, AppID: testAppID, Secret: "wrong"}, wechat.CodeInvalidSecret},
-		{&wechat.ClassicTokenSource{BaseURL: fake.URL, AppID: testAppID, Secret: "wrong"}, wechat.CodeInvalidSecret},
+		{&wechat.StableTokenSource{Credentials: wechat.Credentials{BaseURL: fake.URL, AppID: "wxnope", Secret: testSecret}}, wechat.CodeInvalidAppID},
+		{&wechat.StableTokenSource{Credentials: wechat.Credentials{BaseURL: fake.URL, AppID: testAppID, Secret: "wrong"}}, wechat.CodeInvalidSecret},
+		{&wechat.ClassicTokenSource{Credentials: wechat.Credentials{BaseURL: fake.URL, AppID: testAppID, Secret: "wrong"}}, wechat.CodeInvalidSecret},
 	} {
 		_, err := tc.src.Token(ctx)
 		var werr *wechat.Error
@@ -389,7 +389,7 @@ func TestTimeoutAndUnreachable(t *testing.T) {
 	}
 	assertNoSecret(t, fake, err.Error())
 
-	classic := &wechat.ClassicTokenSource{BaseURL: url, AppID: testAppID, Secret: testSecret}
+	classic := &wechat.ClassicTokenSource{Credentials: wechat.Credentials{BaseURL: url, AppID: testAppID, Secret: testSecret}}
 	_, err = classic.Token(context.Background())
 	if err == nil {
 		t.Fatal("want an error from a closed server")
@@ -446,7 +446,7 @@ func TestFailedEarlyRefreshKeepsValidToken(t *testing.T) {
 	fake := wechattest.NewServer(testAppID, testSecret)
 	defer fake.Close()
 	fake.SetTokenTTL(2 * time.Second)
-	src := wechat.NewReuseTokenSource(&wechat.StableTokenSource{BaseURL: fake.URL, AppID: testAppID, Secret: testSecret})
+	src := wechat.NewReuseTokenSource(&wechat.StableTokenSource{Credentials: wechat.Credentials{BaseURL: fake.URL, AppID: testAppID, Secret: testSecret}})
 	ctx := context.Background()
 	first, err := src.Token(ctx)
 	if err != nil {
@@ -492,8 +492,8 @@ func TestRedirectNotFollowed(t *testing.T) {
 	}))
 	defer redirector.Close()
 	for _, src := range []wechat.TokenSource{
-		&wechat.StableTokenSource{BaseURL: redirector.URL, AppID: testAppID, Secret: testSecret},
-		&wechat.ClassicTokenSource{BaseURL: redirector.URL, AppID: testAppID, Secret: testSecret},
+		&wechat.StableTokenSource{Credentials: wechat.Credentials{BaseURL: redirector.URL, AppID: testAppID, Secret: testSecret}},
+		&wechat.ClassicTokenSource{Credentials: wechat.Credentials{BaseURL: redirector.URL, AppID: testAppID, Secret: testSecret}},
 	} {
 		_, err := src.Token(context.Background())
 		var serr *wechat.StatusError
@@ -556,7 +556,7 @@ func TestTokenFailuresBackedOff(t *testing.T) {
 	fake := wechattest.NewServer(testAppID, testSecret)
 	defer fake.Close()
 	fake.Inject(wechattest.PathStableToken, wechattest.Fault{Status: 502}, 0)
-	src := wechat.NewReuseTokenSource(&wechat.StableTokenSource{BaseURL: fake.URL, AppID: testAppID, Secret: testSecret})
+	src := wechat.NewReuseTokenSource(&wechat.StableTokenSource{Credentials: wechat.Credentials{BaseURL: fake.URL, AppID: testAppID, Secret: testSecret}})
 	ctx := context.Background()
 	deadline := time.Now().Add(time.Second)
 	calls := 0
@@ -627,8 +627,8 @@ func TestTokenErrorMarksTokenEndpoint(t *testing.T) {
 	defer fake.Close()
 	ctx := context.Background()
 	sources := map[string]wechat.TokenSource{
-		wechattest.PathStableToken: &wechat.StableTokenSource{BaseURL: fake.URL, AppID: testAppID, Secret: testSecret},
-		wechattest.PathToken:       &wechat.ClassicTokenSource{BaseURL: fake.URL, AppID: testAppID, Secret: testSecret},
+		wechattest.PathStableToken: &wechat.StableTokenSource{Credentials: wechat.Credentials{BaseURL: fake.URL, AppID: testAppID, Secret: testSecret}},
+		wechattest.PathToken:       &wechat.ClassicTokenSource{Credentials: wechat.Credentials{BaseURL: fake.URL, AppID: testAppID, Secret: testSecret}},
 	}
 	for path, src := range sources {
 		for _, f := range []wechattest.Fault{{ErrCode: 40164}, {Reset: true}, {Status: 502}, {Garbage: true}} {
