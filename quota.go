@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"strings"
 	"sync"
 	"time"
 
@@ -337,10 +336,4 @@ func checkCaps(caps []Cap) error {
 		seen[s] = true
 	}
 	return nil
-}
-
-// validAppID keeps the appid usable in a storage key. WeChat appids are
-// "wx" and 16 hex digits.
-func validAppID(s string) bool {
-	return s != "" && len(s) <= 64 && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == ""
 }
