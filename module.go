@@ -12,8 +12,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -142,9 +140,17 @@ type Handler struct {
 	// storage and bound share one, across config reloads too.
 	MemoryCache int64 `json:"memory_cache,omitempty"`
 
+	// The config resolved, with its defaults: what the handler uses.
 	appID    string
 	secret   string
+	api      string
+	token    string
 	apiBase  string
+	timeout  time.Duration
+	path     string
+	page     string
+	scene    string
+	width    string
 	signKeys []string
 	quota    *quota
 	visitors []*visitorCap
@@ -166,7 +172,6 @@ type Handler struct {
 	client     *wechat.Client
 	cache      *codeCache
 	logger     *zap.Logger
-	timeout    time.Duration
 }
 
 // CaddyModule returns the Caddy module information.
@@ -199,30 +204,6 @@ type pooledTokens struct{ *wechat.ReuseTokenSource }
 
 func (pooledTokens) Destruct() error { return nil }
 
-// resolveConfig resolves the credentials and keys with global placeholders,
-// and sets the defaults: what Provision does before it opens anything.
-func (h *Handler) resolveConfig() {
-	repl := caddy.NewReplacer()
-	h.appID = repl.ReplaceAll(h.AppID, "")
-	h.secret = repl.ReplaceAll(h.Secret, "")
-	if h.API == "" {
-		h.API = apiQRCode
-	}
-	if h.Token == "" {
-		h.Token = tokenStable
-	}
-	h.apiBase = strings.TrimRight(cmp.Or(repl.ReplaceAll(h.APIBase, ""), wechat.DefaultBaseURL), "/")
-	h.timeout = time.Duration(h.Timeout)
-	if h.timeout == 0 {
-		h.timeout = defaultTimeout
-	}
-	h.setTemplateDefaults()
-	h.signKeys = nil
-	for _, k := range h.SignKey {
-		h.signKeys = append(h.signKeys, repl.ReplaceAll(k, ""))
-	}
-}
-
 // Provision resolves the credentials, sets defaults and opens the storage.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
@@ -244,7 +225,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	group := groupLimited
-	if h.API == apiUnlimited {
+	if h.api == apiUnlimited {
 		group = groupUnlimited
 	}
 	bookKey := h.storeID + "|" + h.appID + "|" + group
@@ -263,12 +244,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	// body, to another host.
 	creds := wechat.Credentials{BaseURL: h.apiBase, AppID: h.appID, Secret: h.secret, Observer: metricsObserver{}}
 	var src wechat.TokenSource = &wechat.StableTokenSource{Credentials: creds}
-	if h.Token == tokenClassic {
+	if h.token == tokenClassic {
 		src = &wechat.ClassicTokenSource{Credentials: creds}
 	}
-	shared := newSharedTokens(storage, "wxqrcode/tokens/"+h.appID+"/"+h.Token+".json", src, h.faults)
+	shared := newSharedTokens(storage, "wxqrcode/tokens/"+h.appID+"/"+h.token+".json", src, h.faults)
 	secretSum := sha256.Sum256([]byte(h.secret))
-	h.tokKey = strings.Join([]string{h.apiBase, h.appID, h.Token, hex.EncodeToString(secretSum[:]), h.storeID}, "|")
+	h.tokKey = strings.Join([]string{h.apiBase, h.appID, h.token, hex.EncodeToString(secretSum[:]), h.storeID}, "|")
 	pooled, _, err := tokenPool.LoadOrNew(h.tokKey, func() (caddy.Destructor, error) {
 		return pooledTokens{wechat.NewReuseTokenSource(shared)}, nil
 	})
@@ -277,44 +258,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	h.client = &wechat.Client{BaseURL: h.apiBase, Tokens: pooled.(pooledTokens).ReuseTokenSource, Observer: metricsObserver{}}
 	return nil
-}
-
-// warnLiteralSecrets warns of a secret or sign key written into the
-// config: Caddy's admin API (/config/) and its autosave file show the
-// config, placeholders as they are, so only a placeholder keeps it out.
-func (h *Handler) warnLiteralSecrets() {
-	const advice = "Caddy's admin API (/config/) and its autosave file show it; use a placeholder such as {env.NAME} or {file./path}"
-	if h.Secret != "" && !hasPlaceholder(h.Secret) {
-		h.logger.Warn("the secret is written in the config: "+advice, zap.String("appid", h.appID))
-	}
-	for i, k := range h.SignKey {
-		if !hasPlaceholder(k) {
-			h.logger.Warn("a sign_key is written in the config: "+advice, zap.Int("sign_key", i+1))
-		}
-	}
-}
-
-// setTemplateDefaults fills the templates left empty, and notes the query
-// parameters the templates read.
-func (h *Handler) setTemplateDefaults() {
-	setDefault(&h.Path, "{http.request.uri.query.path}")
-	setDefault(&h.Page, "{http.request.uri.query.page}")
-	setDefault(&h.Scene, "{http.request.uri.query.scene}")
-	setDefault(&h.Width, "{http.request.uri.query.width}")
-	h.queryNames = queryNames(h.Path, h.Page, h.Scene, h.Width, h.AutoColor, h.LineColor, h.IsHyaline, h.EnvVersion, h.CheckPath)
-	if len(h.SignKey) > 0 {
-		h.queryNames = append(h.queryNames, sigParam)
-	}
-	h.queryKeys = nil
-	for _, name := range h.queryNames {
-		h.queryKeys = append(h.queryKeys, queryPrefix+name)
-	}
-}
-
-func setDefault(field *string, value string) {
-	if *field == "" {
-		*field = value
-	}
 }
 
 // memoryPool keeps memory caches across config reloads.
@@ -369,8 +312,13 @@ func (h *Handler) openStorage(ctx caddy.Context) (certmagic.Storage, error) {
 	return ctx.Storage(), nil
 }
 
-// Validate rejects a config that cannot work, saying what to change.
+// Validate rejects a config that cannot work, saying what to change:
+// first the config as the user wrote it, then what its placeholders
+// resolved to.
 func (h *Handler) Validate() error {
+	if err := h.checkConfig(); err != nil {
+		return err
+	}
 	if h.appID == "" {
 		return fmt.Errorf("appid is empty after resolving %q: set it, or the environment variable it names", h.AppID)
 	}
@@ -388,120 +336,7 @@ func (h *Handler) Validate() error {
 			return fmt.Errorf("sign_key must be at least %d characters after resolving placeholders (for example: openssl rand -hex 32)", minSignKeyLen)
 		}
 	}
-	return h.checkConfig()
-}
-
-// checkConfig checks what needs no provisioning. The Caddyfile adapter
-// runs it too, to report errors with their file and line.
-func (h *Handler) checkConfig() error {
-	if h.AppID == "" || h.Secret == "" {
-		return fmt.Errorf("appid and secret are required")
-	}
-	api := cmp.Or(h.API, apiQRCode)
-	values := []struct{ name, value string }{
-		{"api", h.API}, {"token", h.Token}, {"api_base", h.APIBase},
-		{"width", h.Width}, {"line_color", h.LineColor}, {"env_version", h.EnvVersion},
-		{"auto_color", h.AutoColor}, {"is_hyaline", h.IsHyaline}, {"check_path", h.CheckPath},
-	}
-	for _, v := range values {
-		if err := checkValue(v.name, v.value); err != nil {
-			return err
-		}
-	}
-	if h.Timeout < 0 || time.Duration(h.Timeout) > maxTimeout {
-		return fmt.Errorf("timeout must be at most 1h and not negative (0 means the default, 10s)")
-	}
-	if h.CacheDir != "" && h.StorageRaw != nil {
-		return fmt.Errorf("use either cache_dir or storage, not both")
-	}
-	for _, g := range h.Allow {
-		if g == "" {
-			return fmt.Errorf("allow: empty glob; use * to allow any path")
-		}
-	}
-	for _, k := range h.SignKey {
-		if k == "" {
-			return fmt.Errorf("sign_key: empty key")
-		}
-	}
-	if err := checkCaps(h.Caps); err != nil {
-		return err
-	}
-	options := []struct{ name, value, apis string }{
-		{"path", h.Path, apiQRCode + " " + apiWxaCode},
-		{"page", h.Page, apiUnlimited},
-		{"scene", h.Scene, apiUnlimited},
-		{"auto_color", h.AutoColor, apiWxaCode + " " + apiUnlimited},
-		{"line_color", h.LineColor, apiWxaCode + " " + apiUnlimited},
-		{"is_hyaline", h.IsHyaline, apiWxaCode + " " + apiUnlimited},
-		{"env_version", h.EnvVersion, apiWxaCode + " " + apiUnlimited},
-		{"check_path", h.CheckPath, apiUnlimited},
-	}
-	for _, o := range options {
-		if o.value != "" && !isDefaultTemplate(o.name, o.value) && !strings.Contains(o.apis, api) {
-			return fmt.Errorf("%s applies to api %s only, not %s", o.name, strings.ReplaceAll(o.apis, " ", " and "), api)
-		}
-	}
-	if msg := h.guardMessage(api); msg != "" {
-		return errors.New(msg)
-	}
 	return nil
-}
-
-// isDefaultTemplate tells the defaults Provision filled in from options the
-// user set.
-func isDefaultTemplate(name, value string) bool {
-	return value == "{http.request.uri.query."+name+"}"
-}
-
-// checkValue rejects a bad value of a single option. Templates are checked
-// per request instead.
-func checkValue(name, value string) error {
-	if value == "" || (strings.Contains(value, "{") && name != "api" && name != "token") {
-		return nil
-	}
-	var err error
-	switch name {
-	case "api":
-		if value != apiQRCode && value != apiWxaCode && value != apiUnlimited {
-			return fmt.Errorf("api must be qrcode, wxacode or unlimited, not %q", value)
-		}
-	case "token":
-		if value != tokenStable && value != tokenClassic {
-			return fmt.Errorf("token must be stable or classic, not %q", value)
-		}
-	case "api_base":
-		if u, perr := url.Parse(value); perr != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
-			return fmt.Errorf("api_base must be an http or https URL such as %s, not %q", wechat.DefaultBaseURL, value)
-		} else if u.Scheme == "http" && !isLoopback(u.Hostname()) {
-			return fmt.Errorf("api_base needs https: the secret and the access token travel to it (plain http only to a loopback host such as 127.0.0.1), not %q", value)
-		}
-	case "width":
-		_, err = parseWidth(value)
-	case "line_color":
-		_, err = parseColor(value)
-	case "auto_color", "is_hyaline", "check_path":
-		_, err = parseBool(name, value, false)
-	case "env_version":
-		switch value {
-		case wechat.EnvRelease, wechat.EnvTrial, wechat.EnvDevelop:
-		default:
-			return fmt.Errorf("env_version must be release, trial, develop or a placeholder, not %q", value)
-		}
-	}
-	if err != nil {
-		return errors.New(err.(*wechat.Error).Message)
-	}
-	return nil
-}
-
-// isLoopback reports whether host, a URL's hostname, is this machine.
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // Cleanup finishes storing fetched codes, then releases the pooled token

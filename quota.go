@@ -308,32 +308,39 @@ func windowStart(c Cap, t time.Time) time.Time {
 
 func windowName(c Cap) string { return time.Duration(c.Per).String() }
 
-// checkCaps refuses caps that cannot work: two caps on one window would
-// share its count.
+// checkCaps refuses caps that cannot work, naming the one at fault: two
+// caps on one window would share its count.
 func checkCaps(caps []Cap) error {
 	type slot struct {
 		per caddy.Duration
 		by  string
 	}
 	seen := map[slot]bool{}
-	for _, c := range caps {
-		if c.Codes < 1 || c.Per < 0 {
-			return fmt.Errorf("cap: want a positive number of codes and a positive window, got %d per %s", c.Codes, time.Duration(c.Per))
+	for i, c := range caps {
+		if err := checkCap(c, seen[slot{c.Per, c.By}]); err != nil {
+			return &optionError{"cap", i, err}
 		}
-		if c.By != "" && c.Per == 0 {
-			return fmt.Errorf("cap: by needs a window: cap <n> per <duration> by <template>")
-		}
-		s := slot{c.Per, c.By}
-		if seen[s] {
-			switch {
-			case c.Per == 0:
-				return fmt.Errorf("cap: two total budgets; keep one")
-			case c.By != "":
-				return fmt.Errorf("cap: two caps per %s by %s; keep one", time.Duration(c.Per), c.By)
-			}
-			return fmt.Errorf("cap: two caps per %s; keep one", time.Duration(c.Per))
-		}
-		seen[s] = true
+		seen[slot{c.Per, c.By}] = true
 	}
 	return nil
+}
+
+// checkCap refuses a cap that cannot work; twin says a cap before it has
+// the same window and template.
+func checkCap(c Cap, twin bool) error {
+	if c.Codes < 1 || c.Per < 0 {
+		return fmt.Errorf("cap: want a positive number of codes and a positive window, got %d per %s", c.Codes, time.Duration(c.Per))
+	}
+	if c.By != "" && c.Per == 0 {
+		return fmt.Errorf("cap: by needs a window: cap <n> per <duration> by <template>")
+	}
+	switch {
+	case !twin:
+		return nil
+	case c.Per == 0:
+		return fmt.Errorf("cap: two total budgets; keep one")
+	case c.By != "":
+		return fmt.Errorf("cap: two caps per %s by %s; keep one", time.Duration(c.Per), c.By)
+	}
+	return fmt.Errorf("cap: two caps per %s; keep one", time.Duration(c.Per))
 }

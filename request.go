@@ -67,20 +67,20 @@ func (h *Handler) resolveRequest(repl *caddy.Replacer) (*codeRequest, error) {
 	if err != nil {
 		return nil, err
 	}
-	cr := &codeRequest{api: h.API, width: lk.width}
+	cr := &codeRequest{api: h.api, width: lk.width}
 	ps := make(params, 0, 10)
-	ps = append(ps, param{"api", h.API}, param{"appid", h.appID})
+	ps = append(ps, param{"api", h.api}, param{"appid", h.appID})
 	// Each request type validates itself as WeChat would; the client checks
 	// again, as a library must, which costs nothing next to a call.
 	var validate func() error
-	switch h.API {
+	switch h.api {
 	case apiQRCode:
-		req := &wechat.QRCodeRequest{Path: get(h.Path), Width: masterWidth}
+		req := &wechat.QRCodeRequest{Path: get(h.path), Width: masterWidth}
 		cr.subject, validate = req.Path, req.Validate
 		cr.call = func(ctx context.Context, c *wechat.Client) (*wechat.Image, error) { return c.CreateQRCode(ctx, req) }
 	case apiWxaCode:
 		req := &wechat.WxaCodeRequest{
-			Path: get(h.Path), Width: masterWidth, AutoColor: lk.autoColor,
+			Path: get(h.path), Width: masterWidth, AutoColor: lk.autoColor,
 			LineColor: lk.lineColor, IsHyaline: lk.isHyaline, EnvVersion: lk.sentEnv(),
 		}
 		cr.subject, validate = req.Path, req.Validate
@@ -92,7 +92,7 @@ func (h *Handler) resolveRequest(repl *caddy.Replacer) (*codeRequest, error) {
 			return nil, err
 		}
 		req := &wechat.UnlimitedRequest{
-			Scene: get(h.Scene), Page: get(h.Page), Width: masterWidth, AutoColor: lk.autoColor,
+			Scene: get(h.scene), Page: get(h.page), Width: masterWidth, AutoColor: lk.autoColor,
 			LineColor: lk.lineColor, IsHyaline: lk.isHyaline, EnvVersion: lk.sentEnv(),
 		}
 		if !checkPath {
@@ -115,10 +115,10 @@ func (h *Handler) resolveRequest(repl *caddy.Replacer) (*codeRequest, error) {
 func (h *Handler) resolveLook(get func(string) string) (look, error) {
 	var lk look
 	var err error
-	if lk.width, err = parseWidth(get(h.Width)); err != nil {
+	if lk.width, err = parseWidth(get(h.width)); err != nil {
 		return lk, err
 	}
-	if h.API == apiQRCode {
+	if h.api == apiQRCode {
 		return lk, nil
 	}
 	if lk.autoColor, err = parseBool("auto_color", get(h.AutoColor), false); err != nil {

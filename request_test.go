@@ -69,11 +69,8 @@ func TestParseColor(t *testing.T) {
 // resolve runs resolveRequest for a provisioned-like handler and a URI.
 func resolve(t *testing.T, h *Handler, uri string) (*codeRequest, error) {
 	t.Helper()
-	h.appID = "wx1"
-	setDefault(&h.Path, "{http.request.uri.query.path}")
-	setDefault(&h.Page, "{http.request.uri.query.page}")
-	setDefault(&h.Scene, "{http.request.uri.query.scene}")
-	setDefault(&h.Width, "{http.request.uri.query.width}")
+	h.AppID = "wx1"
+	h.resolveConfig()
 	return h.resolveRequest(caddyhttp.NewTestReplacer(httptest.NewRequest("GET", uri, nil)))
 }
 
