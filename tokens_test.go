@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
@@ -53,5 +55,63 @@ func TestSharedTokenRefusedIsForceRefreshed(t *testing.T) {
 	}
 	if n := fake.TokenCalls(); n != 3 {
 		t.Errorf("%d token calls, want 3", n)
+	}
+}
+
+// countingSource issues a new token on each call, living two hours on the
+// test's clock.
+type countingSource struct {
+	now   func() time.Time
+	mu    sync.Mutex
+	calls int
+}
+
+func (s *countingSource) Token(context.Context) (*wechat.Token, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls++
+	return &wechat.Token{AccessToken: fmt.Sprintf("token-%d", s.calls), Expiry: s.now().Add(2 * time.Hour)}, nil
+}
+
+// Instances sharing the storage use one token until it nears expiry, and
+// then the first to ask fetches the next for all.
+func TestSharedTokenExpiry(t *testing.T) {
+	t.Parallel()
+	start := time.Date(2026, 11, 24, 0, 0, 0, 0, time.UTC)
+	c := &clock{t: start}
+	src := &countingSource{now: c.now}
+	storage := &certmagic.FileStorage{Path: t.TempDir()}
+	var instances []*sharedTokens
+	for range 2 {
+		s := newSharedTokens(storage, "wxqrcode/tokens/wx1/stable.json", src, newFaultLog(zap.NewNop()))
+		s.now = c.now
+		instances = append(instances, s)
+	}
+	for _, step := range []struct {
+		at    time.Duration
+		want  string
+		calls int
+	}{
+		{0, "token-1", 1},
+		{time.Hour, "token-1", 1},
+		// Five minutes before expiry: the early-refresh window.
+		{115*time.Minute + time.Second, "token-2", 2},
+		{3 * time.Hour, "token-2", 2},
+		// Expired.
+		{5 * time.Hour, "token-3", 3},
+	} {
+		c.set(start.Add(step.at))
+		for i, s := range instances {
+			tok, err := s.Token(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tok.AccessToken != step.want {
+				t.Errorf("at %v, instance %d has %s, want %s", step.at, i, tok.AccessToken, step.want)
+			}
+		}
+		if src.calls != step.calls {
+			t.Errorf("at %v, %d token fetches, want %d", step.at, src.calls, step.calls)
+		}
 	}
 }
