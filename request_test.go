@@ -12,6 +12,7 @@ import (
 )
 
 func TestGlobMatch(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		pattern, s string
 		want       bool
@@ -38,6 +39,7 @@ func TestGlobMatch(t *testing.T) {
 }
 
 func TestParseColor(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in   string
 		want *wechat.Color
@@ -75,6 +77,7 @@ func resolve(t *testing.T, h *Handler, uri string) (*codeRequest, error) {
 }
 
 func TestCanonicalRequest(t *testing.T) {
+	t.Parallel()
 	same := [][]string{
 		{"qrcode", "/?path=a", "/?path=a&width=", "/?width=430&path=a", "/?path=a&other=1"},
 		{"wxacode", "/?path=a", "/?path=a&hy=false&color=0,0,0", "/?path=a&color=%23000000&env=release"},
@@ -108,6 +111,7 @@ func TestCanonicalRequest(t *testing.T) {
 }
 
 func TestResolveErrors(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		api, uri string
 		code     int
@@ -140,6 +144,7 @@ func TestResolveErrors(t *testing.T) {
 // effective parameter but the width, sorted, as url.Values.Encode writes
 // them.
 func TestCanonicalFormPinned(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		h    *Handler
 		uri  string

@@ -19,6 +19,7 @@ import (
 // forced refresh even through the storage, and no instance sharing the
 // storage is given it again.
 func TestSharedTokenRefusedIsForceRefreshed(t *testing.T) {
+	t.Parallel()
 	fake := wechattest.NewServer("wx0123456789abcdef", "secret")
 	defer fake.Close()
 	storage := &certmagic.FileStorage{Path: t.TempDir()}
