@@ -2,9 +2,7 @@ package wxqrcode_test
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
-	"image"
 	_ "image/jpeg"
 	_ "image/png"
 	"net"
@@ -22,34 +20,6 @@ import (
 
 	"github.com/wxqrcode/caddy-wxqrcode/wechat/wechattest"
 )
-
-// assertImage checks a successful code response.
-func assertImage(t *testing.T, resp *http.Response, body []byte, ctype string, width int) {
-	t.Helper()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("status %d, body %s", resp.StatusCode, body)
-	}
-	if got := resp.Header.Get("Content-Type"); got != ctype {
-		t.Errorf("Content-Type %q, want %q", got, ctype)
-	}
-	cfg, format, err := image.DecodeConfig(bytes.NewReader(body))
-	if err != nil || "image/"+format != ctype || cfg.Width != width {
-		t.Errorf("decoded %s %dpx (%v), want %s %dpx", format, cfg.Width, err, ctype, width)
-	}
-	etag := resp.Header.Get("ETag")
-	if !strings.HasPrefix(etag, `"`) || len(etag) < 10 {
-		t.Errorf("want a strong ETag, got %q", etag)
-	}
-	if _, err := http.ParseTime(resp.Header.Get("Last-Modified")); err != nil {
-		t.Errorf("bad Last-Modified %q", resp.Header.Get("Last-Modified"))
-	}
-	if got := resp.Header.Get("Cache-Control"); got != "public, max-age=31536000, immutable" {
-		t.Errorf("Cache-Control %q", got)
-	}
-	if got := resp.Header.Get("X-Content-Type-Options"); got != "nosniff" {
-		t.Errorf("X-Content-Type-Options %q, want nosniff", got)
-	}
-}
 
 func TestThreeAPIs(t *testing.T) {
 	fake := newFake(t)
@@ -206,34 +176,6 @@ func TestBadInputSpendsNoCall(t *testing.T) {
 	}
 	if n := len(cachedFiles(t, s.dir)); n != 0 {
 		t.Errorf("%d cache entries after bad input", n)
-	}
-}
-
-// assertError checks a JSON error response.
-func assertError(t *testing.T, resp *http.Response, body []byte, status, errcode int) {
-	t.Helper()
-	where := resp.Request.URL.String()
-	if len(where) > 120 {
-		where = where[:120] + "..."
-	}
-	if resp.StatusCode != status {
-		t.Errorf("%s: status %d, want %d (body %s)", where, resp.StatusCode, status, body)
-	}
-	if got := resp.Header.Get("Content-Type"); got != "application/json; charset=utf-8" {
-		t.Errorf("%s: Content-Type %q", where, got)
-	}
-	if got := resp.Header.Get("Cache-Control"); got != "no-store" {
-		t.Errorf("%s: Cache-Control %q, want no-store", where, got)
-	}
-	if got := resp.Header.Get("X-Content-Type-Options"); got != "nosniff" {
-		t.Errorf("%s: X-Content-Type-Options %q, want nosniff", where, got)
-	}
-	var e struct {
-		ErrCode *int   `json:"errcode"`
-		ErrMsg  string `json:"errmsg"`
-	}
-	if err := json.Unmarshal(body, &e); err != nil || e.ErrCode == nil || *e.ErrCode != errcode || e.ErrMsg == "" {
-		t.Errorf("%s: body %s, want errcode %d", where, body, errcode)
 	}
 }
 
@@ -463,12 +405,6 @@ func TestExampleRuns(t *testing.T) {
 	resp, body = s.get("/qr?path=pages/admin/admin")
 	assertError(t, resp, body, 403, 990403)
 	waitCached(t, filepath.Join(dir, "wxqrcode-data"), 2)
-}
-
-func readAll(resp *http.Response) ([]byte, error) {
-	var buf bytes.Buffer
-	_, err := buf.ReadFrom(resp.Body)
-	return buf.Bytes(), err
 }
 
 func TestRetryAfterValues(t *testing.T) {
