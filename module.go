@@ -6,13 +6,9 @@
 package wxqrcode
 
 import (
-	"cmp"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -195,15 +191,6 @@ const (
 	tokenClassic = "classic"
 )
 
-// tokenPool keeps token sources across config reloads, so a reload asks
-// WeChat for no new token.
-var tokenPool = caddy.NewUsagePool()
-
-// pooledTokens lets a token source live in the UsagePool.
-type pooledTokens struct{ *wechat.ReuseTokenSource }
-
-func (pooledTokens) Destruct() error { return nil }
-
 // Provision resolves the credentials, sets defaults and opens the storage.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
@@ -224,61 +211,28 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return err
 	}
+	if err := h.openCaps(storage); err != nil {
+		return err
+	}
+	h.inFlight = semaphore.NewWeighted(maxInFlight)
+	return h.openClient(storage)
+}
+
+// openCaps takes the handler's counts from the pools: the book and
+// leases of its app's document, and its per-visitor caps.
+func (h *Handler) openCaps(storage certmagic.Storage) error {
 	group := groupLimited
 	if h.api == apiUnlimited {
 		group = groupUnlimited
 	}
 	bookKey := h.storeID + "|" + h.appID + "|" + group
+	var err error
 	h.quota, err = openQuota(func() *book { return newBook(storage, h.appID, group, h.logger) }, bookKey, h.Caps)
 	if err != nil {
 		return err
 	}
 	h.visitors, h.visitorKeys, err = openVisitorCaps(bookKey, h.Caps)
-	if err != nil {
-		return err
-	}
-	h.inFlight = semaphore.NewWeighted(maxInFlight)
-
-	// The client's and token sources' nil HTTPClient follows no redirects:
-	// one would carry the token in the Referer, and a 307 the secret in the
-	// body, to another host.
-	creds := wechat.Credentials{BaseURL: h.apiBase, AppID: h.appID, Secret: h.secret, Observer: metricsObserver{}}
-	var src wechat.TokenSource = &wechat.StableTokenSource{Credentials: creds}
-	if h.token == tokenClassic {
-		src = &wechat.ClassicTokenSource{Credentials: creds}
-	}
-	shared := newSharedTokens(storage, "wxqrcode/tokens/"+h.appID+"/"+h.token+".json", src, h.faults)
-	secretSum := sha256.Sum256([]byte(h.secret))
-	h.tokKey = strings.Join([]string{h.apiBase, h.appID, h.token, hex.EncodeToString(secretSum[:]), h.storeID}, "|")
-	pooled, _, err := tokenPool.LoadOrNew(h.tokKey, func() (caddy.Destructor, error) {
-		return pooledTokens{wechat.NewReuseTokenSource(shared)}, nil
-	})
-	if err != nil {
-		return err
-	}
-	h.client = &wechat.Client{BaseURL: h.apiBase, Tokens: pooled.(pooledTokens).ReuseTokenSource, Observer: metricsObserver{}}
-	return nil
-}
-
-// memoryPool keeps memory caches across config reloads.
-var memoryPool = caddy.NewUsagePool()
-
-// openMemoryCache takes the memory cache for this handler's storage and
-// bound from the pool, or makes it.
-func (h *Handler) openMemoryCache(ctx caddy.Context) error {
-	if h.MemoryCache < 0 {
-		return nil
-	}
-	size := cmp.Or(h.MemoryCache, DefaultMemoryCache)
-	h.memKey = fmt.Sprintf("%s|%d", h.storeID, size)
-	mem, _, err := memoryPool.LoadOrNew(h.memKey, func() (caddy.Destructor, error) {
-		return newMemoryCache(uint64(size))
-	})
-	if err != nil {
-		return err
-	}
-	h.mem = mem.(*memoryCache)
-	return nil
+	return err
 }
 
 // storageID names the handler's storage, so that what the pools share is

@@ -2,17 +2,54 @@ package wxqrcode
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io/fs"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 
 	"github.com/wxqrcode/caddy-wxqrcode/wechat"
 )
+
+// tokenPool keeps token sources across config reloads, so a reload asks
+// WeChat for no new token.
+var tokenPool = caddy.NewUsagePool()
+
+// pooledTokens lets a token source live in the UsagePool.
+type pooledTokens struct{ *wechat.ReuseTokenSource }
+
+func (pooledTokens) Destruct() error { return nil }
+
+// openClient makes the WeChat client, with the token source of the
+// handler's app, endpoint, secret and storage from the pool. The client's
+// and token sources' nil HTTPClient follows no redirects: one would carry
+// the token in the Referer, and a 307 the secret in the body, to another
+// host.
+func (h *Handler) openClient(storage certmagic.Storage) error {
+	creds := wechat.Credentials{BaseURL: h.apiBase, AppID: h.appID, Secret: h.secret, Observer: metricsObserver{}}
+	var src wechat.TokenSource = &wechat.StableTokenSource{Credentials: creds}
+	if h.token == tokenClassic {
+		src = &wechat.ClassicTokenSource{Credentials: creds}
+	}
+	shared := newSharedTokens(storage, "wxqrcode/tokens/"+h.appID+"/"+h.token+".json", src, h.faults)
+	secretSum := sha256.Sum256([]byte(h.secret))
+	h.tokKey = strings.Join([]string{h.apiBase, h.appID, h.token, hex.EncodeToString(secretSum[:]), h.storeID}, "|")
+	pooled, _, err := tokenPool.LoadOrNew(h.tokKey, func() (caddy.Destructor, error) {
+		return pooledTokens{wechat.NewReuseTokenSource(shared)}, nil
+	})
+	if err != nil {
+		return err
+	}
+	h.client = &wechat.Client{BaseURL: h.apiBase, Tokens: pooled.(pooledTokens).ReuseTokenSource, Observer: metricsObserver{}}
+	return nil
+}
 
 // sharedTokens keeps an app's access token in the storage, so that every
 // instance sharing the storage uses one token and only one of them, the
