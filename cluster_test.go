@@ -26,19 +26,7 @@ func TestTwoInstancesOneStorage(t *testing.T) {
 	// left of it after that.
 	const ttl = 4 * time.Second
 	fake.SetTokenTTL(ttl)
-	dir := t.TempDir()
-	shared := filepath.Join(dir, "shared")
-	var sites []*site
-	for i := range 2 {
-		port := freePort(t)
-		cfg := filepath.Join(dir, fmt.Sprintf("Caddyfile%d", i))
-		if err := os.WriteFile(cfg, []byte(caddyfile(t, port, shared, qrBlock(fake, "allow *\ncap 100000"))), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		url := fmt.Sprintf("http://127.0.0.1:%d", port)
-		startProcess(t, dir, url+"/", nil, "run", "--config", cfg)
-		sites = append(sites, &site{t: t, url: url})
-	}
+	sites := startCluster(t, 2, qrBlock(fake, "allow *\ncap 100000"))
 
 	// 100 concurrent requests for one new code, split across both.
 	fake.Inject(wechattest.PathQRCode, wechattest.Fault{Delay: 300 * time.Millisecond}, 1)
@@ -96,8 +84,7 @@ func TestTwoInstancesOneStorage(t *testing.T) {
 // A lock left by a crashed instance does not block its code for ever: the
 // file_system storage takes a lock not refreshed for 10 s as stale.
 func TestStaleLockOfCrashedInstance(t *testing.T) {
-	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "allow *\ncap 100000"))
+	s, fake := qrSite(t, "allow *\ncap 100000")
 	canonical := url.Values{"api": {"qrcode"}, "appid": {testAppID}, "path": {"pages/crashed"}}.Encode()
 	sum := sha256.Sum256([]byte(canonical))
 	lock := certmagic.StorageKeys.Safe("wxqrcode/codes/lock/" + hex.EncodeToString(sum[:]))

@@ -433,3 +433,32 @@ func readAll(resp *http.Response) ([]byte, error) {
 	_, err := buf.ReadFrom(resp.Body)
 	return buf.Bytes(), err
 }
+
+// qrSite starts a site with one qrcode route at /qr, with options, on a
+// fake of its own.
+func qrSite(t *testing.T, options string) (*site, *wechattest.Server) {
+	t.Helper()
+	fake := newFake(t)
+	return startSite(t, fake, "", qrBlock(fake, options)), fake
+}
+
+// startCluster runs n Caddy processes on one file_system storage, each
+// serving directives, as the instances of a cluster behind a load
+// balancer.
+func startCluster(t *testing.T, n int, directives string) []*site {
+	t.Helper()
+	dir := t.TempDir()
+	shared := filepath.Join(dir, "shared")
+	var sites []*site
+	for i := range n {
+		port := freePort(t)
+		cfg := filepath.Join(dir, fmt.Sprintf("Caddyfile%d", i))
+		if err := os.WriteFile(cfg, []byte(caddyfile(t, port, shared, directives)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		url := fmt.Sprintf("http://127.0.0.1:%d", port)
+		startProcess(t, dir, url+"/", nil, "run", "--config", cfg)
+		sites = append(sites, &site{t: t, url: url, dir: shared})
+	}
+	return sites
+}

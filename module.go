@@ -104,7 +104,8 @@ type Handler struct {
 	// at load. Default: https://api.weixin.qq.com.
 	APIBase string `json:"api_base,omitempty"`
 
-	// Timeout bounds one call to WeChat, retries included. Default: 10s.
+	// Timeout bounds one call to WeChat, retries included: at most 1h; 0
+	// means the default, 10s.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 
 	// Allow lists globs over the path with its query (qrcode, wxacode) or

@@ -2,7 +2,6 @@ package wxqrcode
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sync"
 	"testing"
@@ -37,17 +36,7 @@ func TestSharedTokenRefusedIsForceRefreshed(t *testing.T) {
 	if _, err := a.CreateQRCode(ctx, &wechat.QRCodeRequest{Path: "b"}); err != nil {
 		t.Fatalf("want success after a forced refresh, got %v", err)
 	}
-	var forces []bool
-	for _, r := range fake.Requests() {
-		if r.Path == wechattest.PathStableToken {
-			var body struct {
-				ForceRefresh bool `json:"force_refresh"`
-			}
-			_ = json.Unmarshal(r.Body, &body)
-			forces = append(forces, body.ForceRefresh)
-		}
-	}
-	if fmt.Sprint(forces) != "[false false true]" {
+	if forces := fake.ForceRefreshes(); fmt.Sprint(forces) != "[false false true]" {
 		t.Errorf("force_refresh per token call %v, want [false false true]", forces)
 	}
 	// The other instance picks up the new token from the storage.

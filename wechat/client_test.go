@@ -193,17 +193,7 @@ func TestRefusedStableTokenForceRefreshed(t *testing.T) {
 	if _, err := c.CreateQRCode(ctx, qr("a")); err != nil {
 		t.Fatal(err)
 	}
-	var forces []bool
-	for _, r := range fake.Requests() {
-		if r.Path == wechattest.PathStableToken {
-			var body struct {
-				ForceRefresh bool `json:"force_refresh"`
-			}
-			_ = json.Unmarshal(r.Body, &body)
-			forces = append(forces, body.ForceRefresh)
-		}
-	}
-	if fmt.Sprint(forces) != "[false false true]" {
+	if forces := fake.ForceRefreshes(); fmt.Sprint(forces) != "[false false true]" {
 		t.Errorf("force_refresh per token call %v, want [false false true]", forces)
 	}
 }
