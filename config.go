@@ -47,6 +47,26 @@ func (h *Handler) checkConfig() error {
 		return fmt.Errorf("appid and secret are required")
 	}
 	api := cmp.Or(h.API, apiQRCode)
+	if err := h.checkValues(); err != nil {
+		return err
+	}
+	if err := h.checkLists(); err != nil {
+		return err
+	}
+	if err := checkCaps(h.Caps); err != nil {
+		return err
+	}
+	if err := h.checkAPIOptions(api); err != nil {
+		return err
+	}
+	if msg := h.guardMessage(api); msg != "" {
+		return errors.New(msg)
+	}
+	return nil
+}
+
+// checkValues checks the options that take one value.
+func (h *Handler) checkValues() error {
 	values := []struct{ name, value string }{
 		{"api", h.API}, {"token", h.Token}, {"api_base", h.APIBase},
 		{"width", h.Width}, {"line_color", h.LineColor}, {"env_version", h.EnvVersion},
@@ -63,6 +83,11 @@ func (h *Handler) checkConfig() error {
 	if h.CacheDir != "" && h.StorageRaw != nil {
 		return optionErr("storage", fmt.Errorf("use either cache_dir or storage, not both"))
 	}
+	return nil
+}
+
+// checkLists checks the values of allow and sign_key.
+func (h *Handler) checkLists() error {
 	for i, g := range h.Allow {
 		if g == "" {
 			return &optionError{"allow", i, fmt.Errorf("allow: empty glob; use * to allow any path")}
@@ -73,9 +98,11 @@ func (h *Handler) checkConfig() error {
 			return &optionError{"sign_key", i, fmt.Errorf("sign_key: empty key")}
 		}
 	}
-	if err := checkCaps(h.Caps); err != nil {
-		return err
-	}
+	return nil
+}
+
+// checkAPIOptions refuses an option that the api does not take.
+func (h *Handler) checkAPIOptions(api string) error {
 	options := []struct{ name, value, apis string }{
 		{"path", h.Path, apiQRCode + " " + apiWxaCode},
 		{"page", h.Page, apiUnlimited},
@@ -90,9 +117,6 @@ func (h *Handler) checkConfig() error {
 		if o.value != "" && !strings.Contains(o.apis, api) {
 			return optionErr(o.name, fmt.Errorf("%s applies to api %s only, not %s", o.name, strings.ReplaceAll(o.apis, " ", " and "), api))
 		}
-	}
-	if msg := h.guardMessage(api); msg != "" {
-		return errors.New(msg)
 	}
 	return nil
 }
