@@ -2,6 +2,7 @@ package wxqrcode
 
 import (
 	"bytes"
+	"errors"
 	"net/http"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -54,7 +55,8 @@ var cacheStatus = map[string]string{
 // fail logs err, an error or a *problem, and answers with its problem.
 // Errors of this module and of package wechat carry no secret or token.
 func (h *Handler) fail(w http.ResponseWriter, cr *codeRequest, err error) {
-	p, ok := err.(*problem)
+	var p *problem
+	ok := errors.As(err, &p)
 	if !ok {
 		p = problemFor(err)
 	}
