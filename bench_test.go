@@ -31,8 +31,8 @@ var benchImage = wechattest.RenderCode("pages/item/item?id=42", masterWidth, col
 // benchHandler is a handler as Provision leaves it, with one code cached,
 // and a request for it at width.
 func benchHandler(b *testing.B, memory bool, width int) (*Handler, *http.Request) {
-	h := &Handler{API: apiQRCode, appID: "wx0123456789abcdef", logger: zap.NewNop()}
-	h.setTemplateDefaults()
+	h := &Handler{API: apiQRCode, AppID: "wx0123456789abcdef", logger: zap.NewNop()}
+	h.resolveConfig()
 	h.cache = &codeCache{storage: &certmagic.FileStorage{Path: b.TempDir()}}
 	if memory {
 		mem, err := newMemoryCache(DefaultMemoryCache)

@@ -2,6 +2,7 @@ package wxqrcode
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -14,6 +15,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/certmagic"
 	"github.com/maypok86/otter/v2"
 
@@ -164,5 +166,26 @@ func newMemoryCache(maxBytes uint64) (*memoryCache, error) {
 // Destruct lets a memoryCache live in a caddy.UsagePool.
 func (m *memoryCache) Destruct() error {
 	m.InvalidateAll()
+	return nil
+}
+
+// memoryPool keeps memory caches across config reloads.
+var memoryPool = caddy.NewUsagePool()
+
+// openMemoryCache takes the memory cache for this handler's storage and
+// bound from the pool, or makes it.
+func (h *Handler) openMemoryCache(ctx caddy.Context) error {
+	if h.MemoryCache < 0 {
+		return nil
+	}
+	size := cmp.Or(h.MemoryCache, DefaultMemoryCache)
+	h.memKey = fmt.Sprintf("%s|%d", h.storeID, size)
+	mem, _, err := memoryPool.LoadOrNew(h.memKey, func() (caddy.Destructor, error) {
+		return newMemoryCache(uint64(size))
+	})
+	if err != nil {
+		return err
+	}
+	h.mem = mem.(*memoryCache)
 	return nil
 }

@@ -1,6 +1,7 @@
 package wxqrcode
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -45,7 +46,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    storage     <module> { ... }
 //	    token       stable|classic
 //	    api_base    <url>
-//	    timeout     <duration>
+//	    timeout     <duration>          (0: the default, 10s)
 //	    allow       <glob...>
 //	    sign_key    <key...>
 //	    cap         <n> [per <duration> [by <template>]]
@@ -64,114 +65,154 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	fields := map[string]*string{
-		"appid":       &h.AppID,
-		"secret":      &h.Secret,
-		"api":         &h.API,
-		"path":        &h.Path,
-		"page":        &h.Page,
-		"scene":       &h.Scene,
-		"width":       &h.Width,
-		"auto_color":  &h.AutoColor,
-		"line_color":  &h.LineColor,
-		"is_hyaline":  &h.IsHyaline,
-		"env_version": &h.EnvVersion,
-		"check_path":  &h.CheckPath,
-		"cache_dir":   &h.CacheDir,
-		"token":       &h.Token,
-		"api_base":    &h.APIBase,
-	}
+	// lines holds the line of each option's values, so that an error in
+	// the config is reported at the option at fault.
+	lines := map[string][]int{}
 	for d.NextBlock(0) {
-		name := d.Val()
-		if field, ok := fields[name]; ok {
-			if *field != "" {
-				return d.Errf("%s given twice", name)
-			}
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			*field = d.Val()
-			if err := checkValue(name, *field); err != nil {
-				return d.WrapErr(err)
-			}
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-			continue
+		name, at := d.Val(), d.Line()
+		values, err := h.unmarshalOption(d, name)
+		if err != nil {
+			return err
 		}
-		switch name {
-		case "timeout":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			dur, err := caddy.ParseDuration(d.Val())
-			if err != nil {
-				return d.Errf("bad timeout %q: %v", d.Val(), err)
-			}
-			if dur <= 0 || dur > maxTimeout {
-				return d.Errf("timeout must be above 0 and at most 1h, not %s", d.Val())
-			}
-			h.Timeout = caddy.Duration(dur)
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-		case "allow":
-			globs := d.RemainingArgs()
-			if len(globs) == 0 {
-				return d.ArgErr()
-			}
-			h.Allow = append(h.Allow, globs...)
-		case "sign_key":
-			keys := d.RemainingArgs()
-			if len(keys) == 0 {
-				return d.ArgErr()
-			}
-			h.SignKey = append(h.SignKey, keys...)
-		case "cap":
-			c, err := parseCap(d.RemainingArgs())
-			if err != nil {
-				return d.WrapErr(err)
-			}
-			h.Caps = append(h.Caps, c)
-		case "memory_cache":
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			if d.Val() == "off" {
-				h.MemoryCache = -1
-			} else {
-				size, err := humanize.ParseBytes(d.Val())
-				if err != nil || size == 0 || size > math.MaxInt64 {
-					return d.Errf("memory_cache must be a size such as 64MiB, or off, not %q", d.Val())
-				}
-				h.MemoryCache = int64(size)
-			}
-			if d.NextArg() {
-				return d.ArgErr()
-			}
-		case "storage":
-			if h.StorageRaw != nil {
-				return d.Errf("storage given twice")
-			}
-			if !d.NextArg() {
-				return d.ArgErr()
-			}
-			modName := d.Val()
-			unm, err := caddyfile.UnmarshalModule(d, "caddy.storage."+modName)
-			if err != nil {
-				return err
-			}
-			if _, ok := unm.(caddy.StorageConverter); !ok {
-				return d.Errf("module caddy.storage.%s is not a storage", modName)
-			}
-			h.StorageRaw = caddyconfig.JSONModuleObject(unm, "module", modName, nil)
-		default:
-			return d.Errf("unknown subdirective %q", name)
+		for range values {
+			lines[name] = append(lines[name], at)
 		}
 	}
 	if err := h.checkConfig(); err != nil {
+		var oerr *optionError
+		if errors.As(err, &oerr) && oerr.index < len(lines[oerr.option]) {
+			line = lines[oerr.option][oerr.index]
+		}
 		return fmt.Errorf("wxqrcode: %w, at %s:%d", err, file, line)
 	}
+	return nil
+}
+
+// unmarshalOption reads the option name and its arguments, and returns
+// how many values it gave: one, or each glob, key or cap of a repeated
+// option. Values are checked once the block is read, by checkConfig.
+func (h *Handler) unmarshalOption(d *caddyfile.Dispenser, name string) (int, error) {
+	if field := h.stringOption(name); field != nil {
+		if *field != "" {
+			return 0, d.Errf("%s given twice", name)
+		}
+		return 1, oneArg(d, func(v string) error { *field = v; return nil })
+	}
+	switch name {
+	case "timeout":
+		return 1, oneArg(d, func(v string) error {
+			dur, err := caddy.ParseDuration(v)
+			if err != nil {
+				return d.Errf("bad timeout %q: %v", v, err)
+			}
+			h.Timeout = caddy.Duration(dur)
+			return nil
+		})
+	case "allow", "sign_key":
+		values := d.RemainingArgs()
+		if len(values) == 0 {
+			return 0, d.ArgErr()
+		}
+		if name == "allow" {
+			h.Allow = append(h.Allow, values...)
+		} else {
+			h.SignKey = append(h.SignKey, values...)
+		}
+		return len(values), nil
+	case "cap":
+		c, err := parseCap(d.RemainingArgs())
+		if err != nil {
+			return 0, d.WrapErr(err)
+		}
+		h.Caps = append(h.Caps, c)
+		return 1, nil
+	case "memory_cache":
+		return 1, oneArg(d, func(v string) error {
+			if v == "off" {
+				h.MemoryCache = -1
+				return nil
+			}
+			size, err := humanize.ParseBytes(v)
+			if err != nil || size == 0 || size > math.MaxInt64 {
+				return d.Errf("memory_cache must be a size such as 64MiB, or off, not %q", v)
+			}
+			h.MemoryCache = int64(size)
+			return nil
+		})
+	case "storage":
+		return 1, h.unmarshalStorage(d)
+	}
+	return 0, d.Errf("unknown subdirective %q", name)
+}
+
+// stringOption returns the field of an option that takes one string as
+// it is, or nil.
+func (h *Handler) stringOption(name string) *string {
+	switch name {
+	case "appid":
+		return &h.AppID
+	case "secret":
+		return &h.Secret
+	case "api":
+		return &h.API
+	case "path":
+		return &h.Path
+	case "page":
+		return &h.Page
+	case "scene":
+		return &h.Scene
+	case "width":
+		return &h.Width
+	case "auto_color":
+		return &h.AutoColor
+	case "line_color":
+		return &h.LineColor
+	case "is_hyaline":
+		return &h.IsHyaline
+	case "env_version":
+		return &h.EnvVersion
+	case "check_path":
+		return &h.CheckPath
+	case "cache_dir":
+		return &h.CacheDir
+	case "token":
+		return &h.Token
+	case "api_base":
+		return &h.APIBase
+	}
+	return nil
+}
+
+// oneArg hands the option's one argument to set.
+func oneArg(d *caddyfile.Dispenser, set func(string) error) error {
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	if err := set(d.Val()); err != nil {
+		return err
+	}
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	return nil
+}
+
+func (h *Handler) unmarshalStorage(d *caddyfile.Dispenser) error {
+	if h.StorageRaw != nil {
+		return d.Errf("storage given twice")
+	}
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	modName := d.Val()
+	unm, err := caddyfile.UnmarshalModule(d, "caddy.storage."+modName)
+	if err != nil {
+		return err
+	}
+	if _, ok := unm.(caddy.StorageConverter); !ok {
+		return d.Errf("module caddy.storage.%s is not a storage", modName)
+	}
+	h.StorageRaw = caddyconfig.JSONModuleObject(unm, "module", modName, nil)
 	return nil
 }
 

@@ -139,7 +139,8 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"bad bool", head + "\tapi wxacode\n\tis_hyaline yes\n\tallow *\n}", 6, "is_hyaline must be true or false"},
 		{"bad env_version", head + "\tapi wxacode\n\tenv_version beta\n\tallow *\n}", 6, "env_version must be"},
 		{"bad timeout", head + "\ttimeout soon\n\tallow *\n}", 5, "bad timeout"},
-		{"zero timeout", head + "\ttimeout 0s\n\tallow *\n}", 5, "timeout must be above 0"},
+		{"negative timeout", head + "\ttimeout -1s\n\tallow *\n}", 5, "timeout must be at most 1h and not negative"},
+		{"long timeout", head + "\ttimeout 2h\n\tallow *\n}", 5, "timeout must be at most 1h and not negative"},
 		{"twice", head + "\tappid wx2\n\tallow *\n}", 5, "appid given twice"},
 		{"missing arg", head + "\tpath\n\tallow *\n}", 5, "wrong argument count"},
 		{"extra arg", head + "\tapi qrcode wxacode\n\tallow *\n}", 5, "wrong argument count"},
@@ -148,18 +149,18 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"no guard for qrcode", head + "}", 2, "cap 20000"},
 		{"no allow for wxacode", head + "\tapi wxacode\n}", 2, "lifetime budget of 100,000"},
 		{"missing secret", "wxqrcode {\n\tappid wx1\n\tallow *\n}", 2, "appid and secret are required"},
-		{"scene for qrcode", head + "\tscene x\n\tallow *\n}", 2, "scene applies to api unlimited only"},
-		{"path for unlimited", head + "\tapi unlimited\n\tpath x\n}", 2, "path applies to api qrcode and wxacode only"},
-		{"cache_dir and storage", head + "\tcache_dir /a\n\tstorage file_system {\n\t\troot /b\n\t}\n\tallow *\n}", 2, "either cache_dir or storage"},
+		{"scene for qrcode", head + "\tscene x\n\tallow *\n}", 5, "scene applies to api unlimited only"},
+		{"path for unlimited", head + "\tapi unlimited\n\tpath x\n}", 6, "path applies to api qrcode and wxacode only"},
+		{"cache_dir and storage", head + "\tcache_dir /a\n\tstorage file_system {\n\t\troot /b\n\t}\n\tallow *\n}", 6, "either cache_dir or storage"},
 		{"cap not a number", head + "\tcap many\n\tallow *\n}", 5, "not a positive number of codes"},
 		{"cap zero", head + "\tcap 0\n\tallow *\n}", 5, "not a positive number of codes"},
 		{"cap bad word", head + "\tcap 5 each 1h\n\tallow *\n}", 5, "cap takes <n>, <n> per <duration> or <n> per <duration> by <template>"},
 		{"cap by without per", head + "\tcap 5 by {client_ip}\n\tallow *\n}", 5, "by needs a window"},
 		{"cap by bad word", head + "\tcap 5 per 1h with {client_ip}\n\tallow *\n}", 5, "cap takes <n>"},
-		{"two caps per window by one template", head + "\tcap 5 per 1h by {client_ip}\n\tcap 9 per 60m by {client_ip}\n\tallow *\n}", 2, "two caps per 1h0m0s by {http.vars.client_ip}"},
+		{"two caps per window by one template", head + "\tcap 5 per 1h by {client_ip}\n\tcap 9 per 60m by {client_ip}\n\tallow *\n}", 6, "two caps per 1h0m0s by {http.vars.client_ip}"},
 		{"cap bad window", head + "\tcap 5 per soon\n\tallow *\n}", 5, "not a positive duration"},
-		{"two caps per window", head + "\tcap 5 per 1h\n\tcap 50 per 60m\n\tallow *\n}", 2, "two caps per 1h0m0s"},
-		{"two budgets", head + "\tcap 5\n\tcap 50\n}", 2, "two total budgets"},
+		{"two caps per window", head + "\tcap 5 per 1h\n\tcap 50 per 60m\n\tallow *\n}", 6, "two caps per 1h0m0s"},
+		{"two budgets", head + "\tcap 5\n\tcap 50\n}", 6, "two total budgets"},
 		{"sign_key without key", head + "\tsign_key\n}", 5, "wrong argument count"},
 		{"matcher arg", "wxqrcode /qr extra {\n\tappid wx1\n\tsecret s\n\tallow *\n}", 2, "wrong argument count"},
 	}
@@ -216,6 +217,18 @@ func TestSignKeyResolvedAtLoad(t *testing.T) {
 	err = caddy.Validate(&caddy.Config{AppsRaw: appsOf(t, cfg)})
 	if err == nil || !strings.Contains(err.Error(), "sign_key must be at least 16 characters") || strings.Contains(err.Error(), "short") {
 		t.Errorf("want a load error naming the rule, not the key; got %v", err)
+	}
+}
+
+// timeout 0 means the default in the Caddyfile as in the JSON, where it
+// is left out.
+func TestCaddyfileTimeoutZero(t *testing.T) {
+	got, err := handlerJSON(t, "wxqrcode {\n\tappid wx1\n\tsecret s\n\ttimeout 0\n\tallow pages/a\n}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := got["timeout"]; ok {
+		t.Errorf("timeout 0 adapted to %v, want it left out (the default)", got["timeout"])
 	}
 }
 

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
@@ -17,8 +15,7 @@ import (
 )
 
 func TestCapPerWindow(t *testing.T) {
-	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "allow *\ncap 100000\ncap 2 per 1h"))
+	s, fake := qrSite(t, "allow *\ncap 100000\ncap 2 per 1h")
 	// A call that generates nothing does not count.
 	fake.Inject(wechattest.PathQRCode, wechattest.Fault{ErrCode: 45011}, 1)
 	if resp, _ := s.get("/qr?path=x"); resp.StatusCode != http.StatusTooManyRequests {
@@ -94,8 +91,7 @@ func TestCapOptIn(t *testing.T) {
 // A call whose outcome is unknown (the connection broke) may have made a
 // code: it stays counted. A refusal from WeChat is given back.
 func TestBudgetKeepsUnknownOutcomes(t *testing.T) {
-	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "cap 2"))
+	s, fake := qrSite(t, "cap 2")
 	fake.Inject(wechattest.PathQRCode, wechattest.Fault{ErrCode: 45011}, 1)
 	if resp, _ := s.get("/qr?path=refused"); resp.StatusCode != http.StatusTooManyRequests {
 		t.Fatalf("status %d, want WeChat's 429", resp.StatusCode)
@@ -120,19 +116,7 @@ func TestBudgetKeepsUnknownOutcomes(t *testing.T) {
 func TestClusterCapExact(t *testing.T) {
 	fake := newFake(t)
 	fake.Inject(wechattest.PathQRCode, wechattest.Fault{Delay: 300 * time.Millisecond}, 0)
-	dir := t.TempDir()
-	shared := filepath.Join(dir, "shared")
-	var sites []*site
-	for i := range 2 {
-		port := freePort(t)
-		cfg := filepath.Join(dir, fmt.Sprintf("Caddyfile%d", i))
-		if err := os.WriteFile(cfg, []byte(caddyfile(t, port, shared, qrBlock(fake, "allow *\ncap 50"))), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		url := fmt.Sprintf("http://127.0.0.1:%d", port)
-		startProcess(t, dir, url+"/", nil, "run", "--config", cfg)
-		sites = append(sites, &site{t: t, url: url})
-	}
+	sites := startCluster(t, 2, qrBlock(fake, "allow *\ncap 50"))
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	served := map[int]int{}
@@ -191,8 +175,7 @@ func TestClusterCapExact(t *testing.T) {
 // A per-visitor cap counts the new codes of each visitor apart; hits
 // never count; visitors without the header share one count.
 func TestCapPerVisitor(t *testing.T) {
-	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "allow *\ncap 100000\ncap 2 per 1h by {header.X-User}"))
+	s, fake := qrSite(t, "allow *\ncap 100000\ncap 2 per 1h by {header.X-User}")
 	for _, user := range []string{"ann", "bob"} {
 		for _, p := range []string{"a", "b", "a", "b"} { // two new codes, then hits
 			resp, body := s.get("/qr?path="+user+"/"+p, "X-User", user)

@@ -22,20 +22,11 @@ import (
 // two instances of a cluster behind a load balancer.
 func TestTwoInstancesOneStorage(t *testing.T) {
 	fake := newFake(t)
-	fake.SetTokenTTL(6 * time.Second)
-	dir := t.TempDir()
-	shared := filepath.Join(dir, "shared")
-	var sites []*site
-	for i := range 2 {
-		port := freePort(t)
-		cfg := filepath.Join(dir, fmt.Sprintf("Caddyfile%d", i))
-		if err := os.WriteFile(cfg, []byte(caddyfile(t, port, shared, qrBlock(fake, "allow *\ncap 100000"))), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		url := fmt.Sprintf("http://127.0.0.1:%d", port)
-		startProcess(t, dir, url+"/", nil, "run", "--config", cfg)
-		sites = append(sites, &site{t: t, url: url})
-	}
+	// Long enough for the first part; the wait for its expiry is what is
+	// left of it after that.
+	const ttl = 4 * time.Second
+	fake.SetTokenTTL(ttl)
+	sites := startCluster(t, 2, qrBlock(fake, "allow *\ncap 100000"))
 
 	// 100 concurrent requests for one new code, split across both.
 	fake.Inject(wechattest.PathQRCode, wechattest.Fault{Delay: 300 * time.Millisecond}, 1)
@@ -53,6 +44,8 @@ func TestTwoInstancesOneStorage(t *testing.T) {
 		})
 	}
 	wg.Wait()
+	// The token was issued during the burst, so it has expired by then.
+	expired := time.Now().Add(ttl + 100*time.Millisecond)
 	for i, b := range bodies {
 		if len(b) == 0 || !bytes.Equal(b, bodies[0]) {
 			t.Fatalf("request %d failed or got another image", i)
@@ -75,7 +68,7 @@ func TestTwoInstancesOneStorage(t *testing.T) {
 		t.Fatalf("%d token calls before the token nears expiry, want 1", n)
 	}
 	// ...and once it has expired, one instance fetches the next for both.
-	time.Sleep(6200 * time.Millisecond)
+	time.Sleep(time.Until(expired))
 	for i := range 6 {
 		resp, body := sites[i%2].get(fmt.Sprintf("/qr?path=pages/later/%d", i))
 		assertImage(t, resp, body, "image/jpeg", 430)
@@ -91,8 +84,7 @@ func TestTwoInstancesOneStorage(t *testing.T) {
 // A lock left by a crashed instance does not block its code for ever: the
 // file_system storage takes a lock not refreshed for 10 s as stale.
 func TestStaleLockOfCrashedInstance(t *testing.T) {
-	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "allow *\ncap 100000"))
+	s, fake := qrSite(t, "allow *\ncap 100000")
 	canonical := url.Values{"api": {"qrcode"}, "appid": {testAppID}, "path": {"pages/crashed"}}.Encode()
 	sum := sha256.Sum256([]byte(canonical))
 	lock := certmagic.StorageKeys.Safe("wxqrcode/codes/lock/" + hex.EncodeToString(sum[:]))

@@ -68,7 +68,7 @@ func TestKilledMidBurst(t *testing.T) {
 	}
 	t.Logf("%d of %d codes were stored before the kill", len(files), codes)
 	direct := &wechat.Client{BaseURL: fake.URL, Tokens: wechat.NewReuseTokenSource(
-		&wechat.StableTokenSource{BaseURL: fake.URL, AppID: testAppID, Secret: testSecret})}
+		&wechat.StableTokenSource{Credentials: wechat.Credentials{BaseURL: fake.URL, AppID: testAppID, Secret: testSecret}})}
 	for _, f := range files {
 		raw, err := os.ReadFile(f)
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 )
 
 func TestFaultLogThrottles(t *testing.T) {
+	t.Parallel()
 	core, logs := observer.New(zap.WarnLevel)
 	f := newFaultLog(zap.New(core))
 	for range 100 {

@@ -57,7 +57,7 @@ func FuzzResolveRequest(f *testing.F) {
 		if checkValue("api", api) != nil || api == "" {
 			return
 		}
-		h := &Handler{API: api, appID: "wx1", Width: "{http.request.uri.query.w}"}
+		h := &Handler{API: api, AppID: "wx1", Width: "{http.request.uri.query.w}"}
 		if api != apiQRCode {
 			h.LineColor, h.IsHyaline, h.AutoColor = "{http.request.uri.query.color}", "{http.request.uri.query.hy}", "{http.request.uri.query.auto}"
 			h.EnvVersion = "{http.request.uri.query.env}"
@@ -65,7 +65,7 @@ func FuzzResolveRequest(f *testing.F) {
 		if api == apiUnlimited {
 			h.CheckPath = "{http.request.uri.query.cp}"
 		}
-		h.setTemplateDefaults()
+		h.resolveConfig()
 		if _, err := checkQuery(rawQuery, h.queryNames); err != nil {
 			return
 		}

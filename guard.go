@@ -66,12 +66,12 @@ func (h *Handler) unboundedBy(api string) string {
 		return fmt.Sprintf("the line colour (line_color %s reads the request)", h.LineColor)
 	}
 	if api == apiUnlimited {
-		if scene := cmp.Or(h.Scene, "{http.request.uri.query.scene}"); readsRequest(scene) {
+		if scene := cmp.Or(h.Scene, defaultScene); readsRequest(scene) {
 			return fmt.Sprintf("the scene (scene %s reads the request; allow matches the page, not the scene)", scene)
 		}
-		return h.subjectFree("page", cmp.Or(h.Page, "{http.request.uri.query.page}"))
+		return h.subjectFree("page", cmp.Or(h.Page, defaultPage))
 	}
-	return h.subjectFree("path", cmp.Or(h.Path, "{http.request.uri.query.path}"))
+	return h.subjectFree("path", cmp.Or(h.Path, defaultPath))
 }
 
 // subjectFree names how requests choose the path or page from tmpl, or

@@ -2,7 +2,9 @@ package wxqrcode_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
+	"image"
 	"io"
 	"net"
 	"net/http"
@@ -368,4 +370,95 @@ func (p *process) kill() {
 		_ = p.cmd.Process.Kill()
 		<-p.exited
 	}
+}
+
+// assertImage checks a successful code response.
+func assertImage(t *testing.T, resp *http.Response, body []byte, ctype string, width int) {
+	t.Helper()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d, body %s", resp.StatusCode, body)
+	}
+	if got := resp.Header.Get("Content-Type"); got != ctype {
+		t.Errorf("Content-Type %q, want %q", got, ctype)
+	}
+	cfg, format, err := image.DecodeConfig(bytes.NewReader(body))
+	if err != nil || "image/"+format != ctype || cfg.Width != width {
+		t.Errorf("decoded %s %dpx (%v), want %s %dpx", format, cfg.Width, err, ctype, width)
+	}
+	etag := resp.Header.Get("ETag")
+	if !strings.HasPrefix(etag, `"`) || len(etag) < 10 {
+		t.Errorf("want a strong ETag, got %q", etag)
+	}
+	if _, err := http.ParseTime(resp.Header.Get("Last-Modified")); err != nil {
+		t.Errorf("bad Last-Modified %q", resp.Header.Get("Last-Modified"))
+	}
+	if got := resp.Header.Get("Cache-Control"); got != "public, max-age=31536000, immutable" {
+		t.Errorf("Cache-Control %q", got)
+	}
+	if got := resp.Header.Get("X-Content-Type-Options"); got != "nosniff" {
+		t.Errorf("X-Content-Type-Options %q, want nosniff", got)
+	}
+}
+
+// assertError checks a JSON error response.
+func assertError(t *testing.T, resp *http.Response, body []byte, status, errcode int) {
+	t.Helper()
+	where := resp.Request.URL.String()
+	if len(where) > 120 {
+		where = where[:120] + "..."
+	}
+	if resp.StatusCode != status {
+		t.Errorf("%s: status %d, want %d (body %s)", where, resp.StatusCode, status, body)
+	}
+	if got := resp.Header.Get("Content-Type"); got != "application/json; charset=utf-8" {
+		t.Errorf("%s: Content-Type %q", where, got)
+	}
+	if got := resp.Header.Get("Cache-Control"); got != "no-store" {
+		t.Errorf("%s: Cache-Control %q, want no-store", where, got)
+	}
+	if got := resp.Header.Get("X-Content-Type-Options"); got != "nosniff" {
+		t.Errorf("%s: X-Content-Type-Options %q, want nosniff", where, got)
+	}
+	var e struct {
+		ErrCode *int   `json:"errcode"`
+		ErrMsg  string `json:"errmsg"`
+	}
+	if err := json.Unmarshal(body, &e); err != nil || e.ErrCode == nil || *e.ErrCode != errcode || e.ErrMsg == "" {
+		t.Errorf("%s: body %s, want errcode %d", where, body, errcode)
+	}
+}
+
+func readAll(resp *http.Response) ([]byte, error) {
+	var buf bytes.Buffer
+	_, err := buf.ReadFrom(resp.Body)
+	return buf.Bytes(), err
+}
+
+// qrSite starts a site with one qrcode route at /qr, with options, on a
+// fake of its own.
+func qrSite(t *testing.T, options string) (*site, *wechattest.Server) {
+	t.Helper()
+	fake := newFake(t)
+	return startSite(t, fake, "", qrBlock(fake, options)), fake
+}
+
+// startCluster runs n Caddy processes on one file_system storage, each
+// serving directives, as the instances of a cluster behind a load
+// balancer.
+func startCluster(t *testing.T, n int, directives string) []*site {
+	t.Helper()
+	dir := t.TempDir()
+	shared := filepath.Join(dir, "shared")
+	var sites []*site
+	for i := range n {
+		port := freePort(t)
+		cfg := filepath.Join(dir, fmt.Sprintf("Caddyfile%d", i))
+		if err := os.WriteFile(cfg, []byte(caddyfile(t, port, shared, directives)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		url := fmt.Sprintf("http://127.0.0.1:%d", port)
+		startProcess(t, dir, url+"/", nil, "run", "--config", cfg)
+		sites = append(sites, &site{t: t, url: url, dir: shared})
+	}
+	return sites
 }

@@ -6,19 +6,9 @@
 package wxqrcode
 
 import (
-	"bytes"
-	"cmp"
-	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
-	"net/http"
-	"net/url"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -27,7 +17,6 @@ import (
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 	"golang.org/x/sync/semaphore"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/wxqrcode/caddy-wxqrcode/wechat"
 )
@@ -115,7 +104,8 @@ type Handler struct {
 	// at load. Default: https://api.weixin.qq.com.
 	APIBase string `json:"api_base,omitempty"`
 
-	// Timeout bounds one call to WeChat, retries included. Default: 10s.
+	// Timeout bounds one call to WeChat, retries included: at most 1h; 0
+	// means the default, 10s.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 
 	// Allow lists globs over the path with its query (qrcode, wxacode) or
@@ -147,9 +137,17 @@ type Handler struct {
 	// storage and bound share one, across config reloads too.
 	MemoryCache int64 `json:"memory_cache,omitempty"`
 
+	// The config resolved, with its defaults: what the handler uses.
 	appID    string
 	secret   string
+	api      string
+	token    string
 	apiBase  string
+	timeout  time.Duration
+	path     string
+	page     string
+	scene    string
+	width    string
 	signKeys []string
 	quota    *quota
 	visitors []*visitorCap
@@ -171,7 +169,6 @@ type Handler struct {
 	client     *wechat.Client
 	cache      *codeCache
 	logger     *zap.Logger
-	timeout    time.Duration
 }
 
 // CaddyModule returns the Caddy module information.
@@ -195,39 +192,6 @@ const (
 	tokenClassic = "classic"
 )
 
-// tokenPool keeps token sources across config reloads, so a reload asks
-// WeChat for no new token.
-var tokenPool = caddy.NewUsagePool()
-
-// pooledTokens lets a token source live in the UsagePool.
-type pooledTokens struct{ *wechat.ReuseTokenSource }
-
-func (pooledTokens) Destruct() error { return nil }
-
-// resolveConfig resolves the credentials and keys with global placeholders,
-// and sets the defaults: what Provision does before it opens anything.
-func (h *Handler) resolveConfig() {
-	repl := caddy.NewReplacer()
-	h.appID = repl.ReplaceAll(h.AppID, "")
-	h.secret = repl.ReplaceAll(h.Secret, "")
-	if h.API == "" {
-		h.API = apiQRCode
-	}
-	if h.Token == "" {
-		h.Token = tokenStable
-	}
-	h.apiBase = strings.TrimRight(cmp.Or(repl.ReplaceAll(h.APIBase, ""), wechat.DefaultBaseURL), "/")
-	h.timeout = time.Duration(h.Timeout)
-	if h.timeout == 0 {
-		h.timeout = defaultTimeout
-	}
-	h.setTemplateDefaults()
-	h.signKeys = nil
-	for _, k := range h.SignKey {
-		h.signKeys = append(h.signKeys, repl.ReplaceAll(k, ""))
-	}
-}
-
 // Provision resolves the credentials, sets defaults and opens the storage.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
@@ -248,101 +212,32 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
 		return err
 	}
+	if err := h.openCaps(storage); err != nil {
+		return err
+	}
+	h.inFlight = semaphore.NewWeighted(maxInFlight)
+	if err := h.openClient(storage); err != nil {
+		return err
+	}
+	registerHandler(h)
+	return nil
+}
+
+// openCaps takes the handler's counts from the pools: the book and
+// leases of its app's document, and its per-visitor caps.
+func (h *Handler) openCaps(storage certmagic.Storage) error {
 	group := groupLimited
-	if h.API == apiUnlimited {
+	if h.api == apiUnlimited {
 		group = groupUnlimited
 	}
 	bookKey := h.storeID + "|" + h.appID + "|" + group
+	var err error
 	h.quota, err = openQuota(func() *book { return newBook(storage, h.appID, group, h.logger) }, bookKey, h.Caps)
 	if err != nil {
 		return err
 	}
 	h.visitors, h.visitorKeys, err = openVisitorCaps(bookKey, h.Caps)
-	if err != nil {
-		return err
-	}
-	h.inFlight = semaphore.NewWeighted(maxInFlight)
-
-	// No redirects: one would carry the token in the Referer, and a 307
-	// the secret in the body, to another host.
-	hc := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	var src wechat.TokenSource
-	if h.Token == tokenClassic {
-		src = &wechat.ClassicTokenSource{BaseURL: h.apiBase, AppID: h.appID, Secret: h.secret, HTTPClient: hc, Observer: metricsObserver{}}
-	} else {
-		src = &wechat.StableTokenSource{BaseURL: h.apiBase, AppID: h.appID, Secret: h.secret, HTTPClient: hc, Observer: metricsObserver{}}
-	}
-	shared := &sharedTokens{storage: storage, key: "wxqrcode/tokens/" + h.appID + "/" + h.Token + ".json", src: src, faults: h.faults}
-	secretSum := sha256.Sum256([]byte(h.secret))
-	h.tokKey = strings.Join([]string{h.apiBase, h.appID, h.Token, hex.EncodeToString(secretSum[:]), h.storeID}, "|")
-	pooled, _, err := tokenPool.LoadOrNew(h.tokKey, func() (caddy.Destructor, error) {
-		return pooledTokens{wechat.NewReuseTokenSource(shared)}, nil
-	})
-	if err != nil {
-		return err
-	}
-	h.client = &wechat.Client{BaseURL: h.apiBase, HTTPClient: hc, Tokens: pooled.(pooledTokens).ReuseTokenSource, Observer: metricsObserver{}}
-	registerHandler(h)
-	return nil
-}
-
-// warnLiteralSecrets warns of a secret or sign key written into the
-// config: Caddy's admin API (/config/) and its autosave file show the
-// config, placeholders as they are, so only a placeholder keeps it out.
-func (h *Handler) warnLiteralSecrets() {
-	const advice = "Caddy's admin API (/config/) and its autosave file show it; use a placeholder such as {env.NAME} or {file./path}"
-	if h.Secret != "" && !hasPlaceholder(h.Secret) {
-		h.logger.Warn("the secret is written in the config: "+advice, zap.String("appid", h.appID))
-	}
-	for i, k := range h.SignKey {
-		if !hasPlaceholder(k) {
-			h.logger.Warn("a sign_key is written in the config: "+advice, zap.Int("sign_key", i+1))
-		}
-	}
-}
-
-// setTemplateDefaults fills the templates left empty, and notes the query
-// parameters the templates read.
-func (h *Handler) setTemplateDefaults() {
-	setDefault(&h.Path, "{http.request.uri.query.path}")
-	setDefault(&h.Page, "{http.request.uri.query.page}")
-	setDefault(&h.Scene, "{http.request.uri.query.scene}")
-	setDefault(&h.Width, "{http.request.uri.query.width}")
-	h.queryNames = queryNames(h.Path, h.Page, h.Scene, h.Width, h.AutoColor, h.LineColor, h.IsHyaline, h.EnvVersion, h.CheckPath)
-	if len(h.SignKey) > 0 {
-		h.queryNames = append(h.queryNames, sigParam)
-	}
-	h.queryKeys = nil
-	for _, name := range h.queryNames {
-		h.queryKeys = append(h.queryKeys, queryPrefix+name)
-	}
-}
-
-func setDefault(field *string, value string) {
-	if *field == "" {
-		*field = value
-	}
-}
-
-// memoryPool keeps memory caches across config reloads.
-var memoryPool = caddy.NewUsagePool()
-
-// openMemoryCache takes the memory cache for this handler's storage and
-// bound from the pool, or makes it.
-func (h *Handler) openMemoryCache(ctx caddy.Context) error {
-	if h.MemoryCache < 0 {
-		return nil
-	}
-	size := cmp.Or(h.MemoryCache, DefaultMemoryCache)
-	h.memKey = fmt.Sprintf("%s|%d", h.storeID, size)
-	mem, _, err := memoryPool.LoadOrNew(h.memKey, func() (caddy.Destructor, error) {
-		return newMemoryCache(uint64(size))
-	})
-	if err != nil {
-		return err
-	}
-	h.mem = mem.(*memoryCache)
-	return nil
+	return err
 }
 
 // storageID names the handler's storage, so that what the pools share is
@@ -376,8 +271,13 @@ func (h *Handler) openStorage(ctx caddy.Context) (certmagic.Storage, error) {
 	return ctx.Storage(), nil
 }
 
-// Validate rejects a config that cannot work, saying what to change.
+// Validate rejects a config that cannot work, saying what to change:
+// first the config as the user wrote it, then what its placeholders
+// resolved to.
 func (h *Handler) Validate() error {
+	if err := h.checkConfig(); err != nil {
+		return err
+	}
 	if h.appID == "" {
 		return fmt.Errorf("appid is empty after resolving %q: set it, or the environment variable it names", h.AppID)
 	}
@@ -395,120 +295,7 @@ func (h *Handler) Validate() error {
 			return fmt.Errorf("sign_key must be at least %d characters after resolving placeholders (for example: openssl rand -hex 32)", minSignKeyLen)
 		}
 	}
-	return h.checkConfig()
-}
-
-// checkConfig checks what needs no provisioning. The Caddyfile adapter
-// runs it too, to report errors with their file and line.
-func (h *Handler) checkConfig() error {
-	if h.AppID == "" || h.Secret == "" {
-		return fmt.Errorf("appid and secret are required")
-	}
-	api := cmp.Or(h.API, apiQRCode)
-	values := []struct{ name, value string }{
-		{"api", h.API}, {"token", h.Token}, {"api_base", h.APIBase},
-		{"width", h.Width}, {"line_color", h.LineColor}, {"env_version", h.EnvVersion},
-		{"auto_color", h.AutoColor}, {"is_hyaline", h.IsHyaline}, {"check_path", h.CheckPath},
-	}
-	for _, v := range values {
-		if err := checkValue(v.name, v.value); err != nil {
-			return err
-		}
-	}
-	if h.Timeout < 0 || time.Duration(h.Timeout) > maxTimeout {
-		return fmt.Errorf("timeout must be at most 1h and not negative (0 means the default, 10s)")
-	}
-	if h.CacheDir != "" && h.StorageRaw != nil {
-		return fmt.Errorf("use either cache_dir or storage, not both")
-	}
-	for _, g := range h.Allow {
-		if g == "" {
-			return fmt.Errorf("allow: empty glob; use * to allow any path")
-		}
-	}
-	for _, k := range h.SignKey {
-		if k == "" {
-			return fmt.Errorf("sign_key: empty key")
-		}
-	}
-	if err := checkCaps(h.Caps); err != nil {
-		return err
-	}
-	options := []struct{ name, value, apis string }{
-		{"path", h.Path, apiQRCode + " " + apiWxaCode},
-		{"page", h.Page, apiUnlimited},
-		{"scene", h.Scene, apiUnlimited},
-		{"auto_color", h.AutoColor, apiWxaCode + " " + apiUnlimited},
-		{"line_color", h.LineColor, apiWxaCode + " " + apiUnlimited},
-		{"is_hyaline", h.IsHyaline, apiWxaCode + " " + apiUnlimited},
-		{"env_version", h.EnvVersion, apiWxaCode + " " + apiUnlimited},
-		{"check_path", h.CheckPath, apiUnlimited},
-	}
-	for _, o := range options {
-		if o.value != "" && !isDefaultTemplate(o.name, o.value) && !strings.Contains(o.apis, api) {
-			return fmt.Errorf("%s applies to api %s only, not %s", o.name, strings.ReplaceAll(o.apis, " ", " and "), api)
-		}
-	}
-	if msg := h.guardMessage(api); msg != "" {
-		return errors.New(msg)
-	}
 	return nil
-}
-
-// isDefaultTemplate tells the defaults Provision filled in from options the
-// user set.
-func isDefaultTemplate(name, value string) bool {
-	return value == "{http.request.uri.query."+name+"}"
-}
-
-// checkValue rejects a bad value of a single option. Templates are checked
-// per request instead.
-func checkValue(name, value string) error {
-	if value == "" || (strings.Contains(value, "{") && name != "api" && name != "token") {
-		return nil
-	}
-	var err error
-	switch name {
-	case "api":
-		if value != apiQRCode && value != apiWxaCode && value != apiUnlimited {
-			return fmt.Errorf("api must be qrcode, wxacode or unlimited, not %q", value)
-		}
-	case "token":
-		if value != tokenStable && value != tokenClassic {
-			return fmt.Errorf("token must be stable or classic, not %q", value)
-		}
-	case "api_base":
-		if u, perr := url.Parse(value); perr != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
-			return fmt.Errorf("api_base must be an http or https URL such as %s, not %q", wechat.DefaultBaseURL, value)
-		} else if u.Scheme == "http" && !isLoopback(u.Hostname()) {
-			return fmt.Errorf("api_base needs https: the secret and the access token travel to it (plain http only to a loopback host such as 127.0.0.1), not %q", value)
-		}
-	case "width":
-		_, err = parseWidth(value)
-	case "line_color":
-		_, err = parseColor(value)
-	case "auto_color", "is_hyaline", "check_path":
-		_, err = parseBool(name, value, false)
-	case "env_version":
-		switch value {
-		case wechat.EnvRelease, wechat.EnvTrial, wechat.EnvDevelop:
-		default:
-			return fmt.Errorf("env_version must be release, trial, develop or a placeholder, not %q", value)
-		}
-	}
-	if err != nil {
-		return errors.New(err.(*wechat.Error).Message)
-	}
-	return nil
-}
-
-// isLoopback reports whether host, a URL's hostname, is this machine.
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // Cleanup finishes storing fetched codes, then releases the pooled token
@@ -536,423 +323,6 @@ func (h *Handler) Cleanup() error {
 	}
 	return errors.Join(errs...)
 }
-
-// codeRequestOf resolves the templates for r, a request prepared by Caddy,
-// and checks the result against WeChat's rules and allow. It returns the
-// query too, for the signature.
-func (h *Handler) codeRequestOf(r *http.Request) (*codeRequest, url.Values, error) {
-	cr, query, err := h.resolveOf(r)
-	if err != nil {
-		return cr, query, err
-	}
-	return cr, query, h.checkAllowed(cr)
-}
-
-// resolveOf resolves the templates for r and checks the result against
-// WeChat's rules.
-func (h *Handler) resolveOf(r *http.Request) (*codeRequest, url.Values, error) {
-	query, err := checkQuery(r.URL.RawQuery, h.queryNames)
-	if err != nil {
-		return nil, nil, err
-	}
-	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	// Caddy's replacer would parse the query again for each placeholder.
-	for i, name := range h.queryNames {
-		repl.Set(h.queryKeys[i], query.Get(name))
-	}
-	cr, err := h.resolveRequest(repl)
-	return cr, query, err
-}
-
-func (h *Handler) checkAllowed(cr *codeRequest) error {
-	if !h.allowed(cr.subject) {
-		return localProblem(http.StatusForbidden, codeNotAllowed, "wxqrcode: this path may not be generated here (see allow)")
-	}
-	return nil
-}
-
-// signedRequestOf is codeRequestOf for a handler with sign_key: the
-// signature is checked first, so that only a signed request learns
-// anything about its inputs or allow.
-func (h *Handler) signedRequestOf(r *http.Request) (*codeRequest, error) {
-	// A malformed query still yields the parameters it could parse.
-	raw, _ := url.ParseQuery(r.URL.RawQuery)
-	if raw.Get(sigParam) == "" {
-		return nil, localProblem(http.StatusForbidden, codeSigMissing, sigMissingMessage)
-	}
-	cr, query, err := h.resolveOf(r)
-	if err != nil {
-		h.logger.Debug("a signed request that does not resolve is refused as wrongly signed", zap.Error(err))
-		return nil, localProblem(http.StatusForbidden, codeSigInvalid, sigInvalidMessage)
-	}
-	if err := checkSignature(h.signKeys, cr.canonical, query.Get(sigParam)); err != nil {
-		return cr, err
-	}
-	return cr, h.checkAllowed(cr)
-}
-
-// ServeHTTP answers with the code image, or with a JSON error.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
-	if h.probed(r) {
-		return nil
-	}
-	// Every answer is an image or JSON of its stated type, never a page.
-	w.Header()["X-Content-Type-Options"] = []string{"nosniff"}
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		h.fail(w, nil, localProblem(http.StatusMethodNotAllowed, codeMethod, "wxqrcode: only GET and HEAD are allowed"))
-		return nil
-	}
-	var cr *codeRequest
-	var err error
-	if len(h.signKeys) > 0 {
-		cr, err = h.signedRequestOf(r)
-	} else {
-		cr, _, err = h.codeRequestOf(r)
-	}
-	if err != nil {
-		h.fail(w, cr, err)
-		return nil
-	}
-	e, outcome, err := h.sized(r.Context(), cr)
-	if err != nil && r.Context().Err() != nil {
-		h.logger.Debug("client went away", zap.String("key", cr.key))
-		return nil
-	}
-	if err != nil {
-		h.fail(w, cr, err)
-		return nil
-	}
-	w.Header()["Cache-Status"] = []string{cacheStatus[outcome]}
-	countRequest(outcome, serveEntry(w, r, e))
-	return nil
-}
-
-// cacheStatus says, as RFC 9211's Cache-Status header, where an answer
-// came from; caddy wxqrcode prefetch reads it.
-var cacheStatus = map[string]string{
-	outcomeMemoryHit:  "wxqrcode; hit; detail=memory",
-	outcomeStorageHit: "wxqrcode; hit; detail=storage",
-	outcomeRendered:   "wxqrcode; hit; detail=rendered",
-	outcomeMiss:       "wxqrcode; fwd=uri-miss; stored",
-}
-
-func (h *Handler) allowed(subject string) bool {
-	if len(h.Allow) == 0 {
-		return true
-	}
-	for _, g := range h.Allow {
-		if globMatch(g, subject) {
-			return true
-		}
-	}
-	return false
-}
-
-// flight joins concurrent fetches of one code. It is shared by every
-// handler, so routes for the same app and the old and new handlers of a
-// config reload also make one call per code.
-var flight singleflight.Group
-
-// The outcomes of a lookup, for metrics.
-const (
-	outcomeMemoryHit  = "memory_hit"
-	outcomeStorageHit = "storage_hit"
-	// outcomeRendered is a width drawn now from a cached master.
-	outcomeRendered = "rendered"
-	outcomeMiss     = "miss"
-)
-
-// renders joins concurrent renders of one width of one code.
-var renders singleflight.Group
-
-// sized returns the code at the requested width: a width rendered
-// before from memory, else the master, as it is when it has that width,
-// or rendered from it. Rendered widths stay in the memory cache only: the
-// master renders them again at no cost but CPU.
-func (h *Handler) sized(ctx context.Context, cr *codeRequest) (*entry, string, error) {
-	// A URL-encoded canonical has no #, so no master has this key.
-	key := cr.canonical + "#" + strconv.Itoa(cr.width)
-	if h.mem != nil {
-		if e, ok := h.mem.GetIfPresent(key); ok {
-			return e, outcomeMemoryHit, nil
-		}
-	}
-	master, outcome, err := h.lookup(ctx, cr)
-	if err != nil || master.width == cr.width {
-		return master, outcome, err
-	}
-	ch := renders.DoChan(h.storeID+"|"+key, func() (any, error) {
-		if h.mem != nil {
-			// Rendered by a flight that ended since this request looked.
-			if e, ok := h.mem.GetIfPresent(key); ok {
-				return e, nil
-			}
-		}
-		start := time.Now()
-		e, err := render(master, cr.width)
-		if err != nil {
-			return nil, err
-		}
-		h.logger.Debug("rendered width",
-			zap.String("api", cr.api),
-			zap.String("key", cacheKey(cr.canonical)),
-			zap.Int("width", cr.width),
-			zap.Int("bytes", len(e.data)),
-			zap.Duration("duration", time.Since(start)))
-		if h.mem != nil {
-			h.mem.Set(key, e)
-		}
-		return e, nil
-	})
-	select {
-	case res := <-ch:
-		if res.Err != nil {
-			return nil, "", res.Err
-		}
-		if outcome != outcomeMiss {
-			outcome = outcomeRendered
-		}
-		return res.Val.(*entry), outcome, nil
-	case <-ctx.Done():
-		return nil, "", ctx.Err()
-	}
-}
-
-// lookup returns the code from memory, from the storage, or fetched:
-// once per key however many requests wait. The fetch runs apart from the
-// request, so a client that gives up does not waste a call already paid
-// for.
-func (h *Handler) lookup(ctx context.Context, cr *codeRequest) (*entry, string, error) {
-	if h.mem != nil {
-		if e, ok := h.mem.GetIfPresent(cr.canonical); ok {
-			return e, outcomeMemoryHit, nil
-		}
-	}
-	cr.key = cacheKey(cr.canonical)
-	e, err := h.cache.load(ctx, cr.key)
-	if err != nil && !errors.Is(err, errCorrupt) && cr.api != apiUnlimited {
-		// The code may be stored, and paid for out of the lifetime budget.
-		h.faults.warn("reading the cache; not asking WeChat for a code that may be stored", zap.String("key", cr.key), zap.Error(err))
-		return nil, "", errCacheUnreadable
-	}
-	if err != nil {
-		h.faults.warn("reading the cache; fetching the code", zap.String("key", cr.key), zap.Error(err))
-	}
-	if e != nil {
-		h.logger.Debug("cache hit", zap.String("api", cr.api), zap.String("key", cr.key))
-		h.remember(cr, e)
-		return e, outcomeStorageHit, nil
-	}
-	giveBack, err := h.countVisitor(ctx)
-	if err != nil {
-		return nil, "", err
-	}
-	ch := flight.DoChan(h.storeID+"|"+cr.key, func() (any, error) {
-		return h.fetch(context.WithoutCancel(ctx), cr)
-	})
-	select {
-	case res := <-ch:
-		if res.Err != nil {
-			giveBack()
-			return nil, "", res.Err
-		}
-		e := res.Val.(*entry)
-		h.remember(cr, e)
-		return e, outcomeMiss, nil
-	case <-ctx.Done():
-		return nil, "", ctx.Err()
-	}
-}
-
-func (h *Handler) remember(cr *codeRequest, e *entry) {
-	if h.mem != nil {
-		h.mem.Set(cr.canonical, e)
-	}
-}
-
-// fetch asks WeChat for the code and caches it. The storage's lock for the
-// key makes instances sharing the storage call once between them: whoever
-// waited for the lock finds the code cached. The answer does not wait for
-// the storage: the image is stored and the lock released after it, still
-// before another instance can take the lock; the code is counted in
-// memory and written with the caps' next flush. A storage that fails to
-// lock or write costs the cache, not the answer.
-func (h *Handler) fetch(ctx context.Context, cr *codeRequest) (*entry, error) {
-	// Cleanup waits for this fetch, its call and its writes.
-	h.pending.Add(1)
-	stored := false
-	defer func() {
-		if !stored {
-			h.pending.Done()
-		}
-	}()
-	lock := cachePrefix + "lock/" + cr.key
-	// Wait longer than a holder may hold the lock, so as not to fetch the
-	// code again beside it.
-	lctx, cancel := context.WithTimeout(ctx, h.lockHold()+lockMargin)
-	err := h.cache.storage.Lock(lctx, lock)
-	cancel()
-	locked := err == nil
-	unlock := func() {
-		if !locked {
-			return
-		}
-		if err := h.cache.storage.Unlock(context.WithoutCancel(ctx), lock); err != nil {
-			h.faults.warn("unlocking a cache entry", zap.String("key", cr.key), zap.Error(err))
-		}
-	}
-	if !locked {
-		h.faults.warn("locking a cache entry; fetching without the lock", zap.String("key", cr.key), zap.Error(err))
-	} else if e, err := h.cache.load(ctx, cr.key); err == nil && e != nil {
-		unlock()
-		return e, nil // cached while this one waited for the lock
-	} else if errors.Is(err, errCorrupt) {
-		// Not a whole entry: remove it, then fetch it again.
-		if err := h.cache.storage.Delete(ctx, storageKey(cr.key)); err != nil {
-			h.faults.warn("removing a corrupt cache entry", zap.String("key", cr.key), zap.Error(err))
-		}
-	}
-
-	// A slot among the calls in flight, and a code from every cap, within
-	// one timeout.
-	wctx, cancel := context.WithTimeout(ctx, h.timeout)
-	if err := h.inFlight.Acquire(wctx, 1); err != nil {
-		cancel()
-		unlock()
-		return nil, busyProblem()
-	}
-	defer h.inFlight.Release(1)
-	res, err := h.quota.reserve(wctx)
-	cancel()
-	if err != nil {
-		unlock()
-		return nil, err
-	}
-	start := time.Now()
-	cctx, cancel := context.WithTimeout(ctx, h.timeout)
-	img, err := cr.call(cctx, h.client)
-	cancel()
-	var e *entry
-	if err == nil {
-		e, err = prepare(img)
-	}
-	if err != nil {
-		// Only WeChat's own refusal says no code was made; after a timeout
-		// or a broken reply it may have been, and stays counted.
-		var werr *wechat.Error
-		if errors.As(err, &werr) {
-			h.quota.release(res)
-		} else if len(res) > 0 {
-			h.quota.spent(-1)
-		}
-		unlock()
-		return nil, err
-	}
-	h.quota.spent(img.NumUsed)
-	metrics.codesGenerated.WithLabelValues(cr.api).Inc()
-	if img.NumUsed >= 0 {
-		metrics.numUsed.WithLabelValues(h.appID).Set(float64(img.NumUsed))
-	}
-	h.logger.Info("fetched code",
-		zap.String("api", cr.api),
-		zap.String("key", cr.key),
-		zap.Int("bytes", len(img.Data)),
-		zap.String("content_type", e.contentType),
-		zap.Int("num_used", img.NumUsed),
-		zap.Duration("duration", time.Since(start)))
-
-	stored = true
-	go func() {
-		defer h.pending.Done()
-		defer unlock()
-		sctx, cancel := context.WithTimeout(ctx, h.timeout)
-		defer cancel()
-		if err := h.cache.store(sctx, cr.key, cr.canonical, e); err != nil {
-			h.faults.error("storing a code; it is served, not cached", zap.String("key", cr.key), zap.Error(err))
-		}
-	}()
-	return e, nil
-}
-
-// lockMargin is what a waiter for a code's lock allows beyond lockHold.
-const lockMargin = 5 * time.Second
-
-// lockHold is the longest a fetch holds a code's storage lock: a timeout
-// for a slot and the caps, one for the call and one for the store.
-func (h *Handler) lockHold() time.Duration { return 3 * h.timeout }
-
-// fail logs err, an error or a *problem, and answers with its problem.
-// Errors of this module and of package wechat carry no secret or token.
-func (h *Handler) fail(w http.ResponseWriter, cr *codeRequest, err error) {
-	p, ok := err.(*problem)
-	if !ok {
-		p = problemFor(err)
-	}
-	fields := []zap.Field{zap.Int("status", p.status), zap.Int("errcode", p.code), zap.String("errmsg", p.message)}
-	if !ok {
-		fields = append(fields, zap.Error(err))
-	}
-	if cr != nil {
-		fields = append(fields, zap.String("api", cr.api))
-		if cr.key != "" {
-			fields = append(fields, zap.String("key", cr.key))
-		}
-	}
-	outcome := "rejected"
-	if p.status >= http.StatusInternalServerError {
-		outcome = "error"
-	}
-	countRequest(outcome, p.status)
-	if p.status >= http.StatusInternalServerError {
-		h.logger.Error("code request failed", fields...)
-	} else {
-		h.logger.Debug("code request refused", fields...)
-	}
-	p.write(w)
-}
-
-// cacheControl is what a code gets unless a header directive set one: a
-// code never changes.
-const cacheControl = "public, max-age=31536000, immutable"
-
-// serveEntry writes the image like a static file and returns the status.
-// A plain GET or HEAD gets the prepared headers and the bytes; conditional
-// and range requests go through http.ServeContent.
-func serveEntry(w http.ResponseWriter, r *http.Request, e *entry) int {
-	hdr := w.Header()
-	hdr["Content-Type"] = []string{e.contentType}
-	hdr["Etag"] = []string{e.etag}
-	if _, ok := hdr["Cache-Control"]; !ok {
-		hdr["Cache-Control"] = []string{cacheControl}
-	}
-	if r.Header.Get("Range") != "" || r.Header.Get("If-None-Match") != "" || r.Header.Get("If-Modified-Since") != "" ||
-		r.Header.Get("If-Match") != "" || r.Header.Get("If-Unmodified-Since") != "" {
-		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-		http.ServeContent(rec, r, "", e.stored, bytes.NewReader(e.data))
-		return rec.status
-	}
-	hdr["Last-Modified"] = []string{e.lastModified}
-	hdr["Content-Length"] = []string{e.length}
-	w.WriteHeader(http.StatusOK)
-	if r.Method != http.MethodHead {
-		_, _ = w.Write(e.data)
-	}
-	return http.StatusOK
-}
-
-// statusRecorder notes the status http.ServeContent chose.
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (s *statusRecorder) WriteHeader(status int) {
-	s.status = status
-	s.ResponseWriter.WriteHeader(status)
-}
-
-func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 // Interface guards
 var (

@@ -2,9 +2,7 @@ package wxqrcode_test
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
-	"image"
 	_ "image/jpeg"
 	_ "image/png"
 	"net"
@@ -22,34 +20,6 @@ import (
 
 	"github.com/wxqrcode/caddy-wxqrcode/wechat/wechattest"
 )
-
-// assertImage checks a successful code response.
-func assertImage(t *testing.T, resp *http.Response, body []byte, ctype string, width int) {
-	t.Helper()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("status %d, body %s", resp.StatusCode, body)
-	}
-	if got := resp.Header.Get("Content-Type"); got != ctype {
-		t.Errorf("Content-Type %q, want %q", got, ctype)
-	}
-	cfg, format, err := image.DecodeConfig(bytes.NewReader(body))
-	if err != nil || "image/"+format != ctype || cfg.Width != width {
-		t.Errorf("decoded %s %dpx (%v), want %s %dpx", format, cfg.Width, err, ctype, width)
-	}
-	etag := resp.Header.Get("ETag")
-	if !strings.HasPrefix(etag, `"`) || len(etag) < 10 {
-		t.Errorf("want a strong ETag, got %q", etag)
-	}
-	if _, err := http.ParseTime(resp.Header.Get("Last-Modified")); err != nil {
-		t.Errorf("bad Last-Modified %q", resp.Header.Get("Last-Modified"))
-	}
-	if got := resp.Header.Get("Cache-Control"); got != "public, max-age=31536000, immutable" {
-		t.Errorf("Cache-Control %q", got)
-	}
-	if got := resp.Header.Get("X-Content-Type-Options"); got != "nosniff" {
-		t.Errorf("X-Content-Type-Options %q, want nosniff", got)
-	}
-}
 
 func TestThreeAPIs(t *testing.T) {
 	fake := newFake(t)
@@ -95,8 +65,7 @@ func TestThreeAPIs(t *testing.T) {
 
 // Parameters that resolve to the same request share one entry.
 func TestCanonicalKey(t *testing.T) {
-	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "allow *\ncap 100000"))
+	s, fake := qrSite(t, "allow *\ncap 100000")
 	for _, uri := range []string{"/qr?path=a", "/qr?path=a&width=", "/qr?path=a&width=430", "/qr?width=430&path=a&x=1"} {
 		resp, body := s.get(uri)
 		assertImage(t, resp, body, "image/jpeg", 430)
@@ -107,8 +76,7 @@ func TestCanonicalKey(t *testing.T) {
 }
 
 func TestConditionalAndHead(t *testing.T) {
-	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "allow *\ncap 100000"))
+	s, fake := qrSite(t, "allow *\ncap 100000")
 	resp, body := s.get("/qr?path=a")
 	assertImage(t, resp, body, "image/jpeg", 430)
 	etag, modified := resp.Header.Get("ETag"), resp.Header.Get("Last-Modified")
@@ -143,8 +111,7 @@ func TestUserCacheControlKept(t *testing.T) {
 }
 
 func TestConcurrentMissOneCall(t *testing.T) {
-	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "allow *\ncap 100000"))
+	s, fake := qrSite(t, "allow *\ncap 100000")
 	// A slow WeChat keeps the first call in flight while the others arrive.
 	fake.Inject(wechattest.PathQRCode, wechattest.Fault{Delay: 300 * time.Millisecond}, 1)
 	var wg sync.WaitGroup
@@ -209,37 +176,8 @@ func TestBadInputSpendsNoCall(t *testing.T) {
 	}
 }
 
-// assertError checks a JSON error response.
-func assertError(t *testing.T, resp *http.Response, body []byte, status, errcode int) {
-	t.Helper()
-	where := resp.Request.URL.String()
-	if len(where) > 120 {
-		where = where[:120] + "..."
-	}
-	if resp.StatusCode != status {
-		t.Errorf("%s: status %d, want %d (body %s)", where, resp.StatusCode, status, body)
-	}
-	if got := resp.Header.Get("Content-Type"); got != "application/json; charset=utf-8" {
-		t.Errorf("%s: Content-Type %q", where, got)
-	}
-	if got := resp.Header.Get("Cache-Control"); got != "no-store" {
-		t.Errorf("%s: Cache-Control %q, want no-store", where, got)
-	}
-	if got := resp.Header.Get("X-Content-Type-Options"); got != "nosniff" {
-		t.Errorf("%s: X-Content-Type-Options %q, want nosniff", where, got)
-	}
-	var e struct {
-		ErrCode *int   `json:"errcode"`
-		ErrMsg  string `json:"errmsg"`
-	}
-	if err := json.Unmarshal(body, &e); err != nil || e.ErrCode == nil || *e.ErrCode != errcode || e.ErrMsg == "" {
-		t.Errorf("%s: body %s, want errcode %d", where, body, errcode)
-	}
-}
-
 func TestMethodNotAllowed(t *testing.T) {
-	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "allow *\ncap 100000"))
+	s, fake := qrSite(t, "allow *\ncap 100000")
 	for _, m := range []string{http.MethodPost, http.MethodPut, http.MethodDelete} {
 		resp, body := s.do(m, "/qr?path=a")
 		assertError(t, resp, body, 405, 990405)
@@ -302,8 +240,7 @@ func TestStatusTable(t *testing.T) {
 		{name: "html 503 page", fault: wechattest.Fault{Status: 503, Body: []byte("<html>503 Service Unavailable</html>"), ContentType: "text/html"}, status: 502, errcode: 990502},
 		{name: "token refused", path: wechattest.PathStableToken, fault: wechattest.Fault{ErrCode: 40164, ErrMsg: "invalid ip 203.0.113.7 ipv6 ::ffff:203.0.113.7, not in whitelist"}, status: 502, errcode: 40164, generic: true},
 	}
-	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "allow *\ncap 100000\ntimeout 500ms"))
+	s, fake := qrSite(t, "allow *\ncap 100000\ntimeout 500ms")
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			fake.ClearFaults()
@@ -349,8 +286,7 @@ func TestStatusTable(t *testing.T) {
 }
 
 func TestSecretAndTokenNotInResponses(t *testing.T) {
-	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "allow *\ncap 100000"))
+	s, fake := qrSite(t, "allow *\ncap 100000")
 	var bodies []string
 	for _, f := range []wechattest.Fault{{Reset: true}, {ErrCode: 40001}, {Garbage: true}, {Status: 500}} {
 		fake.ClearFaults()
@@ -373,8 +309,7 @@ func TestSecretAndTokenNotInResponses(t *testing.T) {
 }
 
 func TestCorruptEntryRefetched(t *testing.T) {
-	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "allow *\ncap 100000\nmemory_cache off"))
+	s, fake := qrSite(t, "allow *\ncap 100000\nmemory_cache off")
 	resp, body := s.get("/qr?path=a")
 	assertImage(t, resp, body, "image/jpeg", 430)
 	waitCached(t, s.dir, 1)
@@ -465,15 +400,8 @@ func TestExampleRuns(t *testing.T) {
 	waitCached(t, filepath.Join(dir, "wxqrcode-data"), 2)
 }
 
-func readAll(resp *http.Response) ([]byte, error) {
-	var buf bytes.Buffer
-	_, err := buf.ReadFrom(resp.Body)
-	return buf.Bytes(), err
-}
-
 func TestRetryAfterValues(t *testing.T) {
-	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "allow *\ncap 100000"))
+	s, fake := qrSite(t, "allow *\ncap 100000")
 	for _, tc := range []struct {
 		code     int
 		min, max int
@@ -490,8 +418,7 @@ func TestRetryAfterValues(t *testing.T) {
 
 // A refused token is replaced once: two code calls and one more token call.
 func TestRefusedTokenRetriedOnce(t *testing.T) {
-	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "allow *\ncap 100000"))
+	s, fake := qrSite(t, "allow *\ncap 100000")
 	resp, body := s.get("/qr?path=a")
 	assertImage(t, resp, body, "image/jpeg", 430)
 	fake.InvalidateTokens()
@@ -503,8 +430,7 @@ func TestRefusedTokenRetriedOnce(t *testing.T) {
 }
 
 func TestClassicToken(t *testing.T) {
-	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "allow *\ncap 100000\ntoken classic"))
+	s, fake := qrSite(t, "allow *\ncap 100000\ntoken classic")
 	for _, p := range []string{"a", "b"} {
 		resp, body := s.get("/qr?path=" + p)
 		assertImage(t, resp, body, "image/jpeg", 430)
@@ -516,8 +442,7 @@ func TestClassicToken(t *testing.T) {
 
 // A config reload keeps the token: the new handler asks for none.
 func TestReloadKeepsToken(t *testing.T) {
-	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "allow *\ncap 100000"))
+	s, fake := qrSite(t, "allow *\ncap 100000")
 	resp, body := s.get("/qr?path=a")
 	assertImage(t, resp, body, "image/jpeg", 430)
 	cfg, err := adapt(caddyfile(t, s.port, s.dir, qrBlock(fake, "allow *\ncap 100000\nwidth 300")))
@@ -538,8 +463,7 @@ func TestReloadKeepsToken(t *testing.T) {
 
 // A client that gives up during a miss does not waste the call.
 func TestClientGivesUpCodeStillCached(t *testing.T) {
-	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "allow *\ncap 100000"))
+	s, fake := qrSite(t, "allow *\ncap 100000")
 	fake.Inject(wechattest.PathQRCode, wechattest.Fault{Delay: 400 * time.Millisecond}, 1)
 	impatient := &http.Client{Timeout: 100 * time.Millisecond}
 	if _, err := impatient.Get(s.url + "/qr?path=a"); err == nil {
@@ -557,8 +481,7 @@ func TestClientGivesUpCodeStillCached(t *testing.T) {
 }
 
 func TestHeadOnMiss(t *testing.T) {
-	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "allow *\ncap 100000"))
+	s, fake := qrSite(t, "allow *\ncap 100000")
 	resp, body := s.do(http.MethodHead, "/qr?path=a")
 	if resp.StatusCode != 200 || len(body) != 0 || resp.Header.Get("Content-Type") != "image/jpeg" {
 		t.Fatalf("HEAD: status %d, %d bytes, %q", resp.StatusCode, len(body), resp.Header.Get("Content-Type"))

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"strings"
 	"sync"
 	"time"
 
@@ -209,10 +208,15 @@ func (b *book) update(ctx context.Context, change func(*quotaDoc)) error {
 	mu, _ := docLocks.LoadOrStore(b.key(), new(sync.Mutex))
 	mu.(*sync.Mutex).Lock()
 	defer mu.(*sync.Mutex).Unlock()
-	if err := b.storage.Lock(ctx, b.key()); err != nil {
-		return fmt.Errorf("locking: %w", err)
-	}
-	defer func() { _ = b.storage.Unlock(context.WithoutCancel(ctx), b.key()) }()
+	lock := storeLock{storage: b.storage, name: b.key(), faults: b.faults}
+	_, err := lockedDo(ctx, lock, docWait, nil, func() (struct{}, error) {
+		return struct{}{}, b.write(ctx, change)
+	})
+	return err
+}
+
+// write is update's work under the locks.
+func (b *book) write(ctx context.Context, change func(*quotaDoc)) error {
 	var doc quotaDoc
 	raw, err := b.storage.Load(ctx, b.key())
 	switch {
@@ -304,38 +308,39 @@ func windowStart(c Cap, t time.Time) time.Time {
 
 func windowName(c Cap) string { return time.Duration(c.Per).String() }
 
-// checkCaps refuses caps that cannot work: two caps on one window would
-// share its count.
+// checkCaps refuses caps that cannot work, naming the one at fault: two
+// caps on one window would share its count.
 func checkCaps(caps []Cap) error {
 	type slot struct {
 		per caddy.Duration
 		by  string
 	}
 	seen := map[slot]bool{}
-	for _, c := range caps {
-		if c.Codes < 1 || c.Per < 0 {
-			return fmt.Errorf("cap: want a positive number of codes and a positive window, got %d per %s", c.Codes, time.Duration(c.Per))
+	for i, c := range caps {
+		if err := checkCap(c, seen[slot{c.Per, c.By}]); err != nil {
+			return &optionError{"cap", i, err}
 		}
-		if c.By != "" && c.Per == 0 {
-			return fmt.Errorf("cap: by needs a window: cap <n> per <duration> by <template>")
-		}
-		s := slot{c.Per, c.By}
-		if seen[s] {
-			switch {
-			case c.Per == 0:
-				return fmt.Errorf("cap: two total budgets; keep one")
-			case c.By != "":
-				return fmt.Errorf("cap: two caps per %s by %s; keep one", time.Duration(c.Per), c.By)
-			}
-			return fmt.Errorf("cap: two caps per %s; keep one", time.Duration(c.Per))
-		}
-		seen[s] = true
+		seen[slot{c.Per, c.By}] = true
 	}
 	return nil
 }
 
-// validAppID keeps the appid usable in a storage key. WeChat appids are
-// "wx" and 16 hex digits.
-func validAppID(s string) bool {
-	return s != "" && len(s) <= 64 && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == ""
+// checkCap refuses a cap that cannot work; twin says a cap before it has
+// the same window and template.
+func checkCap(c Cap, twin bool) error {
+	if c.Codes < 1 || c.Per < 0 {
+		return fmt.Errorf("cap: want a positive number of codes and a positive window, got %d per %s", c.Codes, time.Duration(c.Per))
+	}
+	if c.By != "" && c.Per == 0 {
+		return fmt.Errorf("cap: by needs a window: cap <n> per <duration> by <template>")
+	}
+	switch {
+	case !twin:
+		return nil
+	case c.Per == 0:
+		return fmt.Errorf("cap: two total budgets; keep one")
+	case c.By != "":
+		return fmt.Errorf("cap: two caps per %s by %s; keep one", time.Duration(c.Per), c.By)
+	}
+	return fmt.Errorf("cap: two caps per %s; keep one", time.Duration(c.Per))
 }

@@ -64,6 +64,7 @@ func takeAll(t *testing.T, l *capLease) (int, error) {
 }
 
 func TestQuotaWarnings(t *testing.T) {
+	t.Parallel()
 	core, logs := observer.New(zap.WarnLevel)
 	b := newBook(&certmagic.FileStorage{Path: t.TempDir()}, "wx1", groupLimited, zap.New(core))
 	ctx := context.Background()
@@ -104,6 +105,7 @@ func TestQuotaWarnings(t *testing.T) {
 // With caps, a storage fault refuses, as the caps cannot be enforced;
 // the counts stay pending for the next write.
 func TestQuotaStorageFault(t *testing.T) {
+	t.Parallel()
 	b := newBook(&certmagic.FileStorage{Path: t.TempDir() + "/\x00bad"}, "wx1", groupLimited, zap.NewNop())
 	b.counted(false)
 	b.flush(false)
@@ -119,6 +121,7 @@ func TestQuotaStorageFault(t *testing.T) {
 // Two instances lease from one document: together they spend exactly the
 // cap, and what one gives back on Cleanup the other can spend.
 func TestLeasesExactAcrossInstances(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	c := Cap{Codes: 500}
 	a, b := testLease(t, testBook(t, dir, time.Now), c), testLease(t, testBook(t, dir, time.Now), c)
@@ -179,6 +182,7 @@ func TestLeasesExactAcrossInstances(t *testing.T) {
 
 // A total cap counts the codes of a document written before leases.
 func TestLeaseCountsOldDocument(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	bk := testBook(t, dir, time.Now)
 	if err := bk.update(context.Background(), func(d *quotaDoc) { d.Generated = 7 }); err != nil {
@@ -191,6 +195,7 @@ func TestLeaseCountsOldDocument(t *testing.T) {
 
 // A spent cap answers at once while the document is locked elsewhere.
 func TestSpentCapAnswersWithoutLock(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	clk := &clock{t: time.Date(2026, 1, 1, 10, 30, 0, 0, time.UTC)}
 	bk := testBook(t, dir, clk.now)
@@ -229,6 +234,7 @@ const caddyHour = 3600 * 1e9
 // Windows roll over by the clock; codes given back return to their
 // window only; a lagging clock does not turn the document's window back.
 func TestWindowRolloverReleaseSkew(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	c := Cap{Codes: 3, Per: caddyHour}
 	t0 := time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
@@ -273,6 +279,7 @@ func TestWindowRolloverReleaseSkew(t *testing.T) {
 // Handlers with different limits on one window share its count, each
 // checking its own limit.
 func TestWindowLimitsShareCount(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	clk := &clock{t: time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)}
 	bk := testBook(t, dir, clk.now)
@@ -287,6 +294,7 @@ func TestWindowLimitsShareCount(t *testing.T) {
 
 // An idle lease gives back its codes at the next flush.
 func TestIdleLeaseGivesBack(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	bk := testBook(t, dir, time.Now)
 	l := testLease(t, bk, Cap{Codes: 1000})

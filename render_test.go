@@ -46,6 +46,7 @@ func masterEntry(t testing.TB, content string, fg color.NRGBA, hyaline bool) *en
 }
 
 func TestRenderJPEG(t *testing.T) {
+	t.Parallel()
 	const content = "pages/item/item?id=42"
 	master := masterEntry(t, content, color.NRGBA{A: 0xff}, false)
 	for _, width := range []int{280, 430, 777} {
@@ -73,6 +74,7 @@ func TestRenderJPEG(t *testing.T) {
 // fully transparent, and pixels on the edges of the modules keep the line
 // colour, with no dark or light fringe from premultiplied values.
 func TestRenderHyalinePNG(t *testing.T) {
+	t.Parallel()
 	const content = "pages/index/index?scene=a1"
 	fg := color.NRGBA{R: 200, G: 40, B: 30, A: 0xff}
 	master := masterEntry(t, content, fg, true)
@@ -128,6 +130,7 @@ func absDiff(a, b uint8) int {
 
 // A master that is not square keeps its aspect ratio.
 func TestRenderKeepsAspect(t *testing.T) {
+	t.Parallel()
 	src := image.NewRGBA(image.Rect(0, 0, 600, 300))
 	var buf bytes.Buffer
 	if err := jpeg.Encode(&buf, src, nil); err != nil {
@@ -145,6 +148,7 @@ func TestRenderKeepsAspect(t *testing.T) {
 }
 
 func TestRenderRefusesBrokenMaster(t *testing.T) {
+	t.Parallel()
 	data := []byte{0xFF, 0xD8, 0xFF, 0xE0, 0, 0, 0xFF, 0xD9}
 	if _, err := render(newEntry(data, "image/jpeg", sha256.Sum256(data), time.Now()), 430); err == nil {
 		t.Error("rendered a master that does not decode")

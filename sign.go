@@ -4,7 +4,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"net/http"
 	"net/url"
 )
 
@@ -40,22 +39,6 @@ func signatureValid(keys []string, canonical, sig string) bool {
 	}
 	return valid
 }
-
-// checkSignature returns the problem with a request's signature, or nil.
-func checkSignature(keys []string, canonical, sig string) error {
-	if sig == "" {
-		return localProblem(http.StatusForbidden, codeSigMissing, sigMissingMessage)
-	}
-	if !signatureValid(keys, canonical, sig) {
-		return localProblem(http.StatusForbidden, codeSigInvalid, sigInvalidMessage)
-	}
-	return nil
-}
-
-const (
-	sigMissingMessage = "wxqrcode: this URL must be signed (sig is missing)"
-	sigInvalidMessage = "wxqrcode: the signature does not match the request"
-)
 
 // signURL adds the signature of canonical to u's query.
 func signURL(u *url.URL, key, canonical string) *url.URL {

@@ -6,6 +6,7 @@ import (
 )
 
 func TestUntilBeijingMidnight(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		utc  string
 		want time.Duration

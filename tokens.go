@@ -2,17 +2,54 @@ package wxqrcode
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io/fs"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 
 	"github.com/wxqrcode/caddy-wxqrcode/wechat"
 )
+
+// tokenPool keeps token sources across config reloads, so a reload asks
+// WeChat for no new token.
+var tokenPool = caddy.NewUsagePool()
+
+// pooledTokens lets a token source live in the UsagePool.
+type pooledTokens struct{ *wechat.ReuseTokenSource }
+
+func (pooledTokens) Destruct() error { return nil }
+
+// openClient makes the WeChat client, with the token source of the
+// handler's app, endpoint, secret and storage from the pool. The client's
+// and token sources' nil HTTPClient follows no redirects: one would carry
+// the token in the Referer, and a 307 the secret in the body, to another
+// host.
+func (h *Handler) openClient(storage certmagic.Storage) error {
+	creds := wechat.Credentials{BaseURL: h.apiBase, AppID: h.appID, Secret: h.secret, Observer: metricsObserver{}}
+	var src wechat.TokenSource = &wechat.StableTokenSource{Credentials: creds}
+	if h.token == tokenClassic {
+		src = &wechat.ClassicTokenSource{Credentials: creds}
+	}
+	shared := newSharedTokens(storage, "wxqrcode/tokens/"+h.appID+"/"+h.token+".json", src, h.faults)
+	secretSum := sha256.Sum256([]byte(h.secret))
+	h.tokKey = strings.Join([]string{h.apiBase, h.appID, h.token, hex.EncodeToString(secretSum[:]), h.storeID}, "|")
+	pooled, _, err := tokenPool.LoadOrNew(h.tokKey, func() (caddy.Destructor, error) {
+		return pooledTokens{wechat.NewReuseTokenSource(shared)}, nil
+	})
+	if err != nil {
+		return err
+	}
+	h.client = &wechat.Client{BaseURL: h.apiBase, Tokens: pooled.(pooledTokens).ReuseTokenSource, Observer: metricsObserver{}}
+	return nil
+}
 
 // sharedTokens keeps an app's access token in the storage, so that every
 // instance sharing the storage uses one token and only one of them, the
@@ -24,9 +61,14 @@ type sharedTokens struct {
 	key     string
 	src     wechat.TokenSource
 	faults  *faultLog
+	now     func() time.Time
 
 	mu      sync.Mutex
 	refused string // the token WeChat last refused here
+}
+
+func newSharedTokens(storage certmagic.Storage, key string, src wechat.TokenSource, faults *faultLog) *sharedTokens {
+	return &sharedTokens{storage: storage, key: key, src: src, faults: faults, now: time.Now}
 }
 
 // tokenDoc is a token as the storage keeps it.
@@ -41,14 +83,17 @@ type tokenDoc struct {
 // may hand out the same token until it expires.
 const recentFetch = time.Minute
 
+// tokenLockWait bounds a wait for the shared token's lock: as long as a
+// holder's fetch may take.
+const tokenLockWait = 10 * time.Second
+
 // usable reports whether an instance should use the stored token rather
 // than fetch one; never the one WeChat refused.
 func (d *tokenDoc) usable(now time.Time, refused string) bool {
 	if d == nil || d.AccessToken == "" || d.AccessToken == refused || !now.Before(d.Expiry) {
 		return false
 	}
-	early := min(5*time.Minute, d.Expiry.Sub(d.Fetched)/10)
-	return now.Before(d.Expiry.Add(-early)) || now.Sub(d.Fetched) < recentFetch
+	return now.Before(wechat.RefreshTime(d.Fetched, d.Expiry)) || now.Sub(d.Fetched) < recentFetch
 }
 
 func (s *sharedTokens) load(ctx context.Context) *tokenDoc {
@@ -66,6 +111,10 @@ func (s *sharedTokens) load(ctx context.Context) *tokenDoc {
 	return &d
 }
 
+func (s *sharedTokens) lock() storeLock {
+	return storeLock{storage: s.storage, name: s.key, faults: s.faults}
+}
+
 // Token returns the stored token, or fetches one under the storage's lock
 // and stores it.
 func (s *sharedTokens) Token(ctx context.Context) (*wechat.Token, error) {
@@ -75,9 +124,7 @@ func (s *sharedTokens) Token(ctx context.Context) (*wechat.Token, error) {
 // ForceRefresh replaces a stable token that WeChat refuses yet keeps
 // handing out.
 func (s *sharedTokens) ForceRefresh(ctx context.Context) (*wechat.Token, error) {
-	fr, ok := s.src.(interface {
-		ForceRefresh(context.Context) (*wechat.Token, error)
-	})
+	fr, ok := s.src.(wechat.ForceRefresher)
 	if !ok {
 		return s.Token(ctx)
 	}
@@ -88,34 +135,41 @@ func (s *sharedTokens) obtain(ctx context.Context, fetch func(context.Context) (
 	s.mu.Lock()
 	refused := s.refused
 	s.mu.Unlock()
-	if d := s.load(ctx); d.usable(time.Now(), refused) {
-		return &wechat.Token{AccessToken: d.AccessToken, Expiry: d.Expiry}, nil
+	stored := func() (*wechat.Token, bool) {
+		d := s.load(ctx)
+		if !d.usable(s.now(), refused) {
+			return nil, false
+		}
+		return &wechat.Token{AccessToken: d.AccessToken, Expiry: d.Expiry}, true
 	}
-	if err := s.storage.Lock(ctx, s.key); err != nil {
+	if tok, ok := stored(); ok {
+		return tok, nil
+	}
+	fetchAndStore := func() (*wechat.Token, error) {
+		tok, err := fetch(ctx)
+		if err != nil {
+			return nil, err
+		}
+		s.store(ctx, tok)
+		return tok, nil
+	}
+	tok, err := lockedDo(ctx, s.lock(), tokenLockWait, stored, fetchAndStore)
+	if errors.Is(err, errNotLocked) {
 		// Better a token of our own than none.
 		s.faults.warn("locking the shared token; fetching one for this instance", zap.Error(err))
 		return fetch(ctx)
 	}
-	defer func() {
-		if err := s.storage.Unlock(context.WithoutCancel(ctx), s.key); err != nil {
-			s.faults.warn("unlocking the shared token", zap.Error(err))
-		}
-	}()
-	if d := s.load(ctx); d.usable(time.Now(), refused) {
-		return &wechat.Token{AccessToken: d.AccessToken, Expiry: d.Expiry}, nil
-	}
-	tok, err := fetch(ctx)
-	if err != nil {
-		return nil, err
-	}
-	raw, err := json.Marshal(tokenDoc{AccessToken: tok.AccessToken, Expiry: tok.Expiry, Fetched: time.Now()})
+	return tok, err
+}
+
+func (s *sharedTokens) store(ctx context.Context, tok *wechat.Token) {
+	raw, err := json.Marshal(tokenDoc{AccessToken: tok.AccessToken, Expiry: tok.Expiry, Fetched: s.now()})
 	if err == nil {
 		err = s.storage.Store(ctx, s.key, raw)
 	}
 	if err != nil {
 		s.faults.warn("storing the shared token", zap.Error(err))
 	}
-	return tok, nil
 }
 
 // Invalidate removes a token that WeChat refused from the storage, if it
@@ -126,22 +180,27 @@ func (s *sharedTokens) Invalidate(accessToken string) {
 	s.mu.Lock()
 	s.refused = accessToken
 	s.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), tokenLockWait)
 	defer cancel()
-	if err := s.storage.Lock(ctx, s.key); err != nil {
-		s.faults.warn("locking the shared token", zap.Error(err))
-		return
+	// Gone already, or replaced: nothing to remove.
+	replaced := func() (struct{}, bool) {
+		d := s.load(ctx)
+		return struct{}{}, d == nil || d.AccessToken != accessToken
 	}
-	defer func() { _ = s.storage.Unlock(context.WithoutCancel(ctx), s.key) }()
-	if d := s.load(ctx); d != nil && d.AccessToken == accessToken {
+	remove := func() (struct{}, error) {
 		if err := s.storage.Delete(ctx, s.key); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			s.faults.warn("removing the refused shared token", zap.Error(err))
 		}
+		return struct{}{}, nil
+	}
+	if _, err := lockedDo(ctx, s.lock(), tokenLockWait, replaced, remove); err != nil {
+		s.faults.warn("locking the shared token", zap.Error(err))
 	}
 }
 
 // Interface guards
 var (
-	_ wechat.TokenSource = (*sharedTokens)(nil)
-	_ wechat.Invalidator = (*sharedTokens)(nil)
+	_ wechat.TokenSource    = (*sharedTokens)(nil)
+	_ wechat.Invalidator    = (*sharedTokens)(nil)
+	_ wechat.ForceRefresher = (*sharedTokens)(nil)
 )

@@ -140,8 +140,7 @@ func TestWidthCacheStatusAndConditionals(t *testing.T) {
 
 // Concurrent requests for a new width of one code render it once.
 func TestConcurrentWidthRenderedOnce(t *testing.T) {
-	fake := newFake(t)
-	s := startSite(t, fake, "", qrBlock(fake, "allow pages/*\ncap 100000"))
+	s, fake := qrSite(t, "allow pages/*\ncap 100000")
 	resp, body := s.get("/qr?path=pages/a&width=1280")
 	assertImage(t, resp, body, "image/jpeg", 1280)
 	var wg sync.WaitGroup

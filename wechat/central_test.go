@@ -45,6 +45,7 @@ func newCentralClient(t *testing.T) (*wechattest.Server, *wechat.URLTokenSource,
 func centralCalls(fake *wechattest.Server) int { return fake.Calls(wechattest.PathCentralToken) }
 
 func TestURLTokenReusedUntilExpiry(t *testing.T) {
+	t.Parallel()
 	fake, src, c := newCentralClient(t)
 	obs := &recorder{}
 	src.Observer = obs
@@ -74,6 +75,7 @@ func TestURLTokenReusedUntilExpiry(t *testing.T) {
 }
 
 func TestURLTokenRefetchedAfterRefusal(t *testing.T) {
+	t.Parallel()
 	for _, code := range []int{wechat.CodeInvalidCredential, wechat.CodeTokenExpired} {
 		fake, _, c := newCentralClient(t)
 		ctx := context.Background()
@@ -98,6 +100,7 @@ func TestURLTokenRefetchedAfterRefusal(t *testing.T) {
 // A central server that hands back the token WeChat just refused gets an
 // error, not a loop of refusals, and is asked again once backed off.
 func TestURLTokenRefusedHandedBack(t *testing.T) {
+	t.Parallel()
 	fake, _, c := newCentralClient(t)
 	ctx := context.Background()
 	if _, err := c.CreateQRCode(ctx, qr("a")); err != nil {
@@ -140,6 +143,7 @@ func TestURLTokenRefusedHandedBack(t *testing.T) {
 // A central server that is down or answers garbage is asked a handful of
 // times by a stream of callers, and again once its backoff has passed.
 func TestURLTokenFailuresBackedOff(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name  string
 		fault wechattest.Fault
@@ -199,6 +203,7 @@ func TestURLTokenFailuresBackedOff(t *testing.T) {
 }
 
 func TestURLTokenPassingFailuresRetried(t *testing.T) {
+	t.Parallel()
 	fake, src, _ := newCentralClient(t)
 	fake.Inject(wechattest.PathCentralToken, wechattest.Fault{Status: 502}, 2)
 	if _, err := src.Token(context.Background()); err != nil {
@@ -211,6 +216,7 @@ func TestURLTokenPassingFailuresRetried(t *testing.T) {
 
 // A hanging server is given up on at the refresh's deadline.
 func TestURLTokenSlowServer(t *testing.T) {
+	t.Parallel()
 	fake, src, _ := newCentralClient(t)
 	fake.Inject(wechattest.PathCentralToken, wechattest.Fault{Hang: true}, 0)
 	reuse := wechat.NewReuseTokenSource(src)
@@ -225,6 +231,7 @@ func TestURLTokenSlowServer(t *testing.T) {
 }
 
 func TestURLTokenHeader(t *testing.T) {
+	t.Parallel()
 	fake, src, c := newCentralClient(t)
 	fake.SetCentralAuth("Authorization", "Bearer central-key")
 	_, err := c.CreateQRCode(context.Background(), qr("a"))
@@ -240,6 +247,7 @@ func TestURLTokenHeader(t *testing.T) {
 
 // The URL's query and user info may hold credentials: no error shows them.
 func TestURLTokenRedacted(t *testing.T) {
+	t.Parallel()
 	fake := wechattest.NewServer(testAppID, testSecret)
 	u, _ := url.Parse(fake.CentralTokenURL())
 	u.User = url.UserPassword("svc", "USERINFO-SECRET")

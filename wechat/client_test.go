@@ -30,13 +30,14 @@ func newClient(t *testing.T) (*wechattest.Server, *wechat.Client) {
 	t.Helper()
 	fake := wechattest.NewServer(testAppID, testSecret)
 	t.Cleanup(fake.Close)
-	src := &wechat.StableTokenSource{BaseURL: fake.URL, AppID: testAppID, Secret: testSecret}
+	src := &wechat.StableTokenSource{Credentials: wechat.Credentials{BaseURL: fake.URL, AppID: testAppID, Secret: testSecret}}
 	return fake, &wechat.Client{BaseURL: fake.URL, Tokens: wechat.NewReuseTokenSource(src), Backoff: time.Millisecond}
 }
 
 func qr(path string) *wechat.QRCodeRequest { return &wechat.QRCodeRequest{Path: path} }
 
 func TestCodeAPIs(t *testing.T) {
+	t.Parallel()
 	fake, c := newClient(t)
 	ctx := context.Background()
 	tests := []struct {
@@ -84,6 +85,7 @@ func TestCodeAPIs(t *testing.T) {
 }
 
 func TestRequestWireShape(t *testing.T) {
+	t.Parallel()
 	fake, c := newClient(t)
 	_, err := c.GetUnlimited(context.Background(), &wechat.UnlimitedRequest{
 		Scene: "a=1", Page: "pages/item/item", EnvVersion: wechat.EnvTrial, LineColor: &wechat.Color{R: 1, G: 2, B: 3},
@@ -112,6 +114,7 @@ func TestRequestWireShape(t *testing.T) {
 }
 
 func TestNumUsed(t *testing.T) {
+	t.Parallel()
 	_, c := newClient(t)
 	ctx := context.Background()
 	for i, path := range []string{"a", "b", "a"} {
@@ -130,6 +133,7 @@ func TestNumUsed(t *testing.T) {
 }
 
 func TestTokenReusedUntilExpiry(t *testing.T) {
+	t.Parallel()
 	fake, c := newClient(t)
 	fake.SetTokenTTL(time.Second)
 	ctx := context.Background()
@@ -154,6 +158,7 @@ func TestTokenReusedUntilExpiry(t *testing.T) {
 }
 
 func TestRefusedTokenReplacedOnce(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name   string
 		break_ func(*wechattest.Server)
@@ -181,28 +186,20 @@ func TestRefusedTokenReplacedOnce(t *testing.T) {
 // A stable token that WeChat still hands out but the code APIs refuse is
 // replaced with force_refresh.
 func TestRefusedStableTokenForceRefreshed(t *testing.T) {
+	t.Parallel()
 	fake, c := newClient(t)
 	ctx := context.Background()
 	fake.Inject(wechattest.PathQRCode, wechattest.Fault{ErrCode: wechat.CodeInvalidCredential}, 1)
 	if _, err := c.CreateQRCode(ctx, qr("a")); err != nil {
 		t.Fatal(err)
 	}
-	var forces []bool
-	for _, r := range fake.Requests() {
-		if r.Path == wechattest.PathStableToken {
-			var body struct {
-				ForceRefresh bool `json:"force_refresh"`
-			}
-			_ = json.Unmarshal(r.Body, &body)
-			forces = append(forces, body.ForceRefresh)
-		}
-	}
-	if fmt.Sprint(forces) != "[false false true]" {
+	if forces := fake.ForceRefreshes(); fmt.Sprint(forces) != "[false false true]" {
 		t.Errorf("force_refresh per token call %v, want [false false true]", forces)
 	}
 }
 
 func TestRefusedTokenRetriedOnlyOnce(t *testing.T) {
+	t.Parallel()
 	fake, c := newClient(t)
 	fake.Inject(wechattest.PathQRCode, wechattest.Fault{ErrCode: wechat.CodeTokenExpired}, 0)
 	_, err := c.CreateQRCode(context.Background(), qr("a"))
@@ -216,9 +213,10 @@ func TestRefusedTokenRetriedOnlyOnce(t *testing.T) {
 }
 
 func TestInvalidateOnlyCurrent(t *testing.T) {
+	t.Parallel()
 	fake := wechattest.NewServer(testAppID, testSecret)
 	defer fake.Close()
-	src := wechat.NewReuseTokenSource(&wechat.ClassicTokenSource{BaseURL: fake.URL, AppID: testAppID, Secret: testSecret})
+	src := wechat.NewReuseTokenSource(&wechat.ClassicTokenSource{Credentials: wechat.Credentials{BaseURL: fake.URL, AppID: testAppID, Secret: testSecret}})
 	ctx := context.Background()
 	first, err := src.Token(ctx)
 	if err != nil {
@@ -237,14 +235,15 @@ func TestInvalidateOnlyCurrent(t *testing.T) {
 }
 
 func TestConcurrentCallersShareOneRefresh(t *testing.T) {
+	t.Parallel()
 	for _, classic := range []bool{false, true} {
 		t.Run(fmt.Sprint("classic=", classic), func(t *testing.T) {
 			fake := wechattest.NewServer(testAppID, testSecret)
 			defer fake.Close()
-			var src wechat.TokenSource = &wechat.StableTokenSource{BaseURL: fake.URL, AppID: testAppID, Secret: testSecret}
+			var src wechat.TokenSource = &wechat.StableTokenSource{Credentials: wechat.Credentials{BaseURL: fake.URL, AppID: testAppID, Secret: testSecret}}
 			path := wechattest.PathStableToken
 			if classic {
-				src = &wechat.ClassicTokenSource{BaseURL: fake.URL, AppID: testAppID, Secret: testSecret}
+				src = &wechat.ClassicTokenSource{Credentials: wechat.Credentials{BaseURL: fake.URL, AppID: testAppID, Secret: testSecret}}
 				path = wechattest.PathToken
 			}
 			fake.Inject(path, wechattest.Fault{Delay: 100 * time.Millisecond}, 1)
@@ -273,6 +272,7 @@ func TestConcurrentCallersShareOneRefresh(t *testing.T) {
 }
 
 func TestTokenEndpointErrors(t *testing.T) {
+	t.Parallel()
 	fake := wechattest.NewServer(testAppID, testSecret)
 	defer fake.Close()
 	ctx := context.Background()
@@ -280,9 +280,9 @@ func TestTokenEndpointErrors(t *testing.T) {
 		src  wechat.TokenSource
 		code int
 	}{
-		{&wechat.StableTokenSource{BaseURL: fake.URL, AppID: "wxnope", Secret: testSecret}, wechat.CodeInvalidAppID},
-		{&wechat.StableTokenSource{BaseURL: fake.URL, AppID: testAppID, Secret: "wrong"}, wechat.CodeInvalidSecret},
-		{&wechat.ClassicTokenSource{BaseURL: fake.URL, AppID: testAppID, Secret: "wrong"}, wechat.CodeInvalidSecret},
+		{&wechat.StableTokenSource{Credentials: wechat.Credentials{BaseURL: fake.URL, AppID: "wxnope", Secret: testSecret}}, wechat.CodeInvalidAppID},
+		{&wechat.StableTokenSource{Credentials: wechat.Credentials{BaseURL: fake.URL, AppID: testAppID, Secret: "wrong"}}, wechat.CodeInvalidSecret},
+		{&wechat.ClassicTokenSource{Credentials: wechat.Credentials{BaseURL: fake.URL, AppID: testAppID, Secret: "wrong"}}, wechat.CodeInvalidSecret},
 	} {
 		_, err := tc.src.Token(ctx)
 		var werr *wechat.Error
@@ -296,6 +296,7 @@ func TestTokenEndpointErrors(t *testing.T) {
 }
 
 func TestReplyShapes(t *testing.T) {
+	t.Parallel()
 	html := []byte("<html><body><h1>502 Bad Gateway</h1></body></html>")
 	tests := []struct {
 		name  string
@@ -341,6 +342,7 @@ func TestReplyShapes(t *testing.T) {
 }
 
 func TestBusyRetried(t *testing.T) {
+	t.Parallel()
 	fake, c := newClient(t)
 	fake.Inject(wechattest.PathQRCode, wechattest.Fault{ErrCode: wechat.CodeBusy}, 2)
 	if _, err := c.CreateQRCode(context.Background(), qr("a")); err != nil {
@@ -360,6 +362,7 @@ func TestBusyRetried(t *testing.T) {
 }
 
 func TestOversizeReply(t *testing.T) {
+	t.Parallel()
 	fake, c := newClient(t)
 	c.MaxReplySize = 1000 // a real image is larger
 	_, err := c.CreateQRCode(context.Background(), qr("a"))
@@ -370,6 +373,7 @@ func TestOversizeReply(t *testing.T) {
 }
 
 func TestTimeoutAndUnreachable(t *testing.T) {
+	t.Parallel()
 	fake, c := newClient(t)
 	fake.Inject(wechattest.PathQRCode, wechattest.Fault{Delay: 2 * time.Second}, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
@@ -389,7 +393,7 @@ func TestTimeoutAndUnreachable(t *testing.T) {
 	}
 	assertNoSecret(t, fake, err.Error())
 
-	classic := &wechat.ClassicTokenSource{BaseURL: url, AppID: testAppID, Secret: testSecret}
+	classic := &wechat.ClassicTokenSource{Credentials: wechat.Credentials{BaseURL: url, AppID: testAppID, Secret: testSecret}}
 	_, err = classic.Token(context.Background())
 	if err == nil {
 		t.Fatal("want an error from a closed server")
@@ -398,6 +402,7 @@ func TestTimeoutAndUnreachable(t *testing.T) {
 }
 
 func TestTokenNotPrinted(t *testing.T) {
+	t.Parallel()
 	tok := &wechat.Token{AccessToken: "ACCESS-TOKEN-VALUE"}
 	for _, s := range []string{fmt.Sprint(tok), fmt.Sprintf("%v %+v %#v %s", tok, tok, tok, tok)} {
 		if strings.Contains(s, tok.AccessToken) {
@@ -419,56 +424,9 @@ func assertNoSecret(t *testing.T, fake *wechattest.Server, s string) {
 	}
 }
 
-func TestEarlyRefreshBeforeExpiry(t *testing.T) {
-	fake, c := newClient(t)
-	fake.SetTokenTTL(2 * time.Second) // refreshed a tenth of its life early
-	ctx := context.Background()
-	if _, err := c.CreateQRCode(ctx, qr("a")); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(1500 * time.Millisecond)
-	if _, err := c.CreateQRCode(ctx, qr("a")); err != nil {
-		t.Fatal(err)
-	}
-	if n := fake.TokenCalls(); n != 1 {
-		t.Fatalf("%d token calls well before expiry, want 1", n)
-	}
-	time.Sleep(350 * time.Millisecond) // inside the last 0.2 s, not expired
-	if _, err := c.CreateQRCode(ctx, qr("a")); err != nil {
-		t.Fatal(err)
-	}
-	if n := fake.TokenCalls(); n != 2 {
-		t.Fatalf("%d token calls in the early-refresh window, want 2", n)
-	}
-}
-
-func TestFailedEarlyRefreshKeepsValidToken(t *testing.T) {
-	fake := wechattest.NewServer(testAppID, testSecret)
-	defer fake.Close()
-	fake.SetTokenTTL(2 * time.Second)
-	src := wechat.NewReuseTokenSource(&wechat.StableTokenSource{BaseURL: fake.URL, AppID: testAppID, Secret: testSecret})
-	ctx := context.Background()
-	first, err := src.Token(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(1850 * time.Millisecond)
-	fake.Inject(wechattest.PathStableToken, wechattest.Fault{Status: 502}, 0)
-	tok, err := src.Token(ctx)
-	if err != nil || tok.AccessToken != first.AccessToken {
-		t.Fatalf("want the unexpired token while the endpoint fails, got %v", err)
-	}
-	if n := fake.TokenCalls(); n != 2 {
-		t.Errorf("%d token calls, want 2 (the failed refresh)", n)
-	}
-	time.Sleep(300 * time.Millisecond) // now expired
-	if _, err := src.Token(ctx); err == nil {
-		t.Fatal("want an error once the token has expired and no refresh works")
-	}
-}
-
 // A token endpoint answering with a token errcode is not a refused token.
 func TestTokenEndpointErrorNotRetried(t *testing.T) {
+	t.Parallel()
 	fake, c := newClient(t)
 	fake.Inject(wechattest.PathStableToken, wechattest.Fault{ErrCode: wechat.CodeInvalidCredential}, 0)
 	_, err := c.CreateQRCode(context.Background(), qr("a"))
@@ -482,6 +440,7 @@ func TestTokenEndpointErrorNotRetried(t *testing.T) {
 }
 
 func TestRedirectNotFollowed(t *testing.T) {
+	t.Parallel()
 	var hits sync.Map
 	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		hits.Store(r.URL.String()+" "+r.Referer(), true)
@@ -492,8 +451,8 @@ func TestRedirectNotFollowed(t *testing.T) {
 	}))
 	defer redirector.Close()
 	for _, src := range []wechat.TokenSource{
-		&wechat.StableTokenSource{BaseURL: redirector.URL, AppID: testAppID, Secret: testSecret},
-		&wechat.ClassicTokenSource{BaseURL: redirector.URL, AppID: testAppID, Secret: testSecret},
+		&wechat.StableTokenSource{Credentials: wechat.Credentials{BaseURL: redirector.URL, AppID: testAppID, Secret: testSecret}},
+		&wechat.ClassicTokenSource{Credentials: wechat.Credentials{BaseURL: redirector.URL, AppID: testAppID, Secret: testSecret}},
 	} {
 		_, err := src.Token(context.Background())
 		var serr *wechat.StatusError
@@ -518,6 +477,7 @@ func (s staticToken) Token(context.Context) (*wechat.Token, error) {
 }
 
 func TestClientWithoutTokens(t *testing.T) {
+	t.Parallel()
 	c := &wechat.Client{BaseURL: "http://127.0.0.1:1"}
 	if _, err := c.CreateQRCode(context.Background(), qr("a")); err == nil {
 		t.Fatal("want an error, not a panic")
@@ -527,6 +487,7 @@ func TestClientWithoutTokens(t *testing.T) {
 // Passing faults are retried within the deadline: a reset connection and
 // a proxy's 503 page, as well as WeChat's -1.
 func TestTransientFaultsRetried(t *testing.T) {
+	t.Parallel()
 	for _, f := range []wechattest.Fault{{Reset: true}, {Status: 503, Body: []byte("<html>busy</html>")}, {Truncate: true}} {
 		fake, c := newClient(t)
 		fake.Inject(wechattest.PathQRCode, f, 2)
@@ -553,10 +514,11 @@ func TestTransientFaultsRetried(t *testing.T) {
 // A failing token endpoint is asked a handful of times by a stream of
 // callers, and again once its backoff has passed.
 func TestTokenFailuresBackedOff(t *testing.T) {
+	t.Parallel()
 	fake := wechattest.NewServer(testAppID, testSecret)
 	defer fake.Close()
 	fake.Inject(wechattest.PathStableToken, wechattest.Fault{Status: 502}, 0)
-	src := wechat.NewReuseTokenSource(&wechat.StableTokenSource{BaseURL: fake.URL, AppID: testAppID, Secret: testSecret})
+	src := wechat.NewReuseTokenSource(&wechat.StableTokenSource{Credentials: wechat.Credentials{BaseURL: fake.URL, AppID: testAppID, Secret: testSecret}})
 	ctx := context.Background()
 	deadline := time.Now().Add(time.Second)
 	calls := 0
@@ -601,6 +563,7 @@ func (s *refusedStable) ForceRefresh(context.Context) (*wechat.Token, error) {
 // A forced refresh that fails is backed off like any failed refresh, and
 // the refused token is not handed out meanwhile.
 func TestFailedForcedRefreshBackedOff(t *testing.T) {
+	t.Parallel()
 	src := &refusedStable{}
 	r := wechat.NewReuseTokenSource(src)
 	ctx := context.Background()
@@ -623,12 +586,13 @@ func TestFailedForcedRefreshBackedOff(t *testing.T) {
 // Failures of either token endpoint are *TokenError, WeChat's own refusal
 // still reachable as an *Error; a code API's refusal is not a TokenError.
 func TestTokenErrorMarksTokenEndpoint(t *testing.T) {
+	t.Parallel()
 	fake := wechattest.NewServer(testAppID, testSecret)
 	defer fake.Close()
 	ctx := context.Background()
 	sources := map[string]wechat.TokenSource{
-		wechattest.PathStableToken: &wechat.StableTokenSource{BaseURL: fake.URL, AppID: testAppID, Secret: testSecret},
-		wechattest.PathToken:       &wechat.ClassicTokenSource{BaseURL: fake.URL, AppID: testAppID, Secret: testSecret},
+		wechattest.PathStableToken: &wechat.StableTokenSource{Credentials: wechat.Credentials{BaseURL: fake.URL, AppID: testAppID, Secret: testSecret}},
+		wechattest.PathToken:       &wechat.ClassicTokenSource{Credentials: wechat.Credentials{BaseURL: fake.URL, AppID: testAppID, Secret: testSecret}},
 	}
 	for path, src := range sources {
 		for _, f := range []wechattest.Fault{{ErrCode: 40164}, {Reset: true}, {Status: 502}, {Garbage: true}} {

@@ -18,6 +18,7 @@ func newNoTokenClient(t *testing.T) (*wechattest.Server, *wechat.Client) {
 }
 
 func TestNoTokenCalls(t *testing.T) {
+	t.Parallel()
 	fake, c := newNoTokenClient(t)
 	fake.SetNoToken(true)
 	ctx := context.Background()
@@ -47,6 +48,7 @@ func TestNoTokenCalls(t *testing.T) {
 // With no token, a token error is WeChat's last word; passing failures are
 // still retried.
 func TestNoTokenErrors(t *testing.T) {
+	t.Parallel()
 	fake, c := newNoTokenClient(t)
 	ctx := context.Background()
 	_, err := c.CreateQRCode(ctx, qr("a"))
@@ -74,6 +76,7 @@ func TestNoTokenErrors(t *testing.T) {
 
 // NoToken has no token to give anyone but a Client.
 func TestNoTokenWrapped(t *testing.T) {
+	t.Parallel()
 	if _, err := (wechat.NoToken{}).Token(context.Background()); !errors.Is(err, wechat.ErrNoToken) {
 		t.Fatalf("want ErrNoToken, got %v", err)
 	}

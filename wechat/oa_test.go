@@ -12,6 +12,7 @@ import (
 )
 
 func TestOACodeWireShape(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		req  wechat.OACodeRequest
 		want string
@@ -43,6 +44,7 @@ func TestOACodeWireShape(t *testing.T) {
 }
 
 func TestCreateOACode(t *testing.T) {
+	t.Parallel()
 	fake, c := newClient(t)
 	obs := &recorder{}
 	c.Observer = obs
@@ -79,6 +81,7 @@ func TestCreateOACode(t *testing.T) {
 }
 
 func TestOACodeReplies(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name  string
 		fault wechattest.Fault
@@ -120,6 +123,7 @@ func TestOACodeReplies(t *testing.T) {
 // qrcode.create follows the code APIs' rules: a refused token is replaced
 // once, WeChat busy is retried.
 func TestOACodeRetries(t *testing.T) {
+	t.Parallel()
 	fake, c := newClient(t)
 	ctx := context.Background()
 	req := &wechat.OACodeRequest{Scene: "s", Permanent: true}
@@ -143,6 +147,7 @@ func TestOACodeRetries(t *testing.T) {
 }
 
 func TestOACodeValidate(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		req  wechat.OACodeRequest
 		code int // 0: valid

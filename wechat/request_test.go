@@ -7,6 +7,7 @@ import (
 )
 
 func TestValidate(t *testing.T) {
+	t.Parallel()
 	f := false
 	tests := []struct {
 		name string
@@ -60,6 +61,7 @@ func TestValidate(t *testing.T) {
 }
 
 func TestImageType(t *testing.T) {
+	t.Parallel()
 	png := []byte("\x89PNG\r\n\x1a\n" +
 		"\x00\x00\x00\x00IHDR\x00\x00\x00\x00" + // an empty chunk is enough for the walk
 		"\x00\x00\x00\x00IEND\xae\x42\x60\x82")

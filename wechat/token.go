@@ -36,10 +36,28 @@ type Invalidator interface {
 	Invalidate(accessToken string)
 }
 
-// forceRefresher can replace a token that WeChat still hands out although
-// the code APIs refuse it.
-type forceRefresher interface {
+// A ForceRefresher can replace a token that WeChat still hands out
+// although the code APIs refuse it. ReuseTokenSource uses it when its
+// source hands back the token it invalidated.
+type ForceRefresher interface {
 	ForceRefresh(ctx context.Context) (*Token, error)
+}
+
+// RefreshTime is when a token fetched at fetched and expiring at expiry
+// should be replaced: a tenth of its life, at most five minutes, before it
+// expires, when WeChat already hands out the next stable token.
+func RefreshTime(fetched, expiry time.Time) time.Time {
+	return expiry.Add(-min(maxEarlyRefresh, expiry.Sub(fetched)/10))
+}
+
+// Credentials are what a token endpoint of WeChat needs: the app and where
+// to ask.
+type Credentials struct {
+	BaseURL    string // default DefaultBaseURL
+	AppID      string
+	Secret     string
+	HTTPClient *http.Client // default: one that follows no redirects
+	Observer   Observer     // if set, told of every request
 }
 
 // StableTokenSource gets tokens from /cgi-bin/stable_token, which returns
@@ -47,11 +65,7 @@ type forceRefresher interface {
 // invalidate each other's token. Each Token call is one request: wrap it in
 // a ReuseTokenSource.
 type StableTokenSource struct {
-	BaseURL    string // default DefaultBaseURL
-	AppID      string
-	Secret     string
-	HTTPClient *http.Client // default: one that follows no redirects
-	Observer   Observer     // if set, told of every request
+	Credentials
 }
 
 // Token returns the app's current stable token.
@@ -82,11 +96,7 @@ func (s *StableTokenSource) fetch(ctx context.Context, force bool) (*Token, erro
 // token on every call and kills the previous one five minutes later: only
 // one instance per app may use it. Wrap it in a ReuseTokenSource.
 type ClassicTokenSource struct {
-	BaseURL    string // default DefaultBaseURL
-	AppID      string
-	Secret     string
-	HTTPClient *http.Client // default: one that follows no redirects
-	Observer   Observer     // if set, told of every request
+	Credentials
 }
 
 // Token returns a newly issued token.
@@ -149,6 +159,7 @@ type ReuseTokenSource struct {
 	FetchTimeout time.Duration
 
 	group singleflight.Group
+	now   func() time.Time
 
 	mu        sync.Mutex
 	tok       *Token
@@ -164,7 +175,7 @@ type ReuseTokenSource struct {
 
 // NewReuseTokenSource wraps src so that its tokens are reused.
 func NewReuseTokenSource(src TokenSource) *ReuseTokenSource {
-	return &ReuseTokenSource{src: src, FetchTimeout: 10 * time.Second}
+	return &ReuseTokenSource{src: src, FetchTimeout: 10 * time.Second, now: time.Now}
 }
 
 // maxEarlyRefresh is how long before expiry a token is replaced at most;
@@ -184,7 +195,7 @@ const (
 // Token returns the cached token, or waits for the one refresh in flight.
 func (r *ReuseTokenSource) Token(ctx context.Context) (*Token, error) {
 	r.mu.Lock()
-	now := time.Now()
+	now := r.now()
 	if r.tok != nil && now.Before(r.refreshAt) {
 		tok := r.tok
 		r.mu.Unlock()
@@ -218,7 +229,7 @@ func (r *ReuseTokenSource) Token(ctx context.Context) (*Token, error) {
 
 func (r *ReuseTokenSource) refresh(ctx context.Context) (*Token, error) {
 	r.mu.Lock()
-	if r.tok != nil && time.Now().Before(r.refreshAt) {
+	if r.tok != nil && r.now().Before(r.refreshAt) {
 		tok := r.tok // a refresh that finished while this one queued
 		r.mu.Unlock()
 		return tok, nil
@@ -233,20 +244,19 @@ func (r *ReuseTokenSource) refresh(ctx context.Context) (*Token, error) {
 	if err != nil {
 		r.mu.Lock()
 		r.failWait = min(max(2*r.failWait, minFailWait), maxFailWait)
-		r.retryAt = time.Now().Add(r.failWait)
+		r.retryAt = r.now().Add(r.failWait)
 		r.lastErr = err
 		r.mu.Unlock()
 		// Refreshing early leaves time: a token not yet expired still works.
-		if old != nil && time.Now().Before(old.Expiry) {
+		if old != nil && r.now().Before(old.Expiry) {
 			return old, nil
 		}
 		return nil, err
 	}
 
-	early := min(maxEarlyRefresh, time.Until(tok.Expiry)/10)
 	r.mu.Lock()
 	r.tok = tok
-	r.refreshAt = tok.Expiry.Add(-early)
+	r.refreshAt = RefreshTime(r.now(), tok.Expiry)
 	r.dropped = ""
 	r.failWait, r.retryAt, r.lastErr = 0, time.Time{}, nil
 	r.mu.Unlock()
@@ -256,14 +266,15 @@ func (r *ReuseTokenSource) refresh(ctx context.Context) (*Token, error) {
 // replaceRefused returns tok, or a forced refresh's token when tok is the
 // one the code APIs refused: a stable token source keeps handing that out.
 func (r *ReuseTokenSource) replaceRefused(ctx context.Context, tok *Token, dropped string) (*Token, error) {
-	fr, ok := r.src.(forceRefresher)
+	fr, ok := r.src.(ForceRefresher)
 	if !ok || dropped == "" || tok.AccessToken != dropped {
 		return tok, nil
 	}
 	r.mu.Lock()
-	allowed := time.Since(r.forcedAt) >= minForceInterval
+	now := r.now()
+	allowed := now.Sub(r.forcedAt) >= minForceInterval
 	if allowed {
-		r.forcedAt = time.Now()
+		r.forcedAt = now
 	}
 	r.mu.Unlock()
 	if !allowed {
@@ -293,7 +304,7 @@ func (r *ReuseTokenSource) Invalidate(accessToken string) {
 // Interface guards
 var (
 	_ TokenSource    = (*StableTokenSource)(nil)
-	_ forceRefresher = (*StableTokenSource)(nil)
+	_ ForceRefresher = (*StableTokenSource)(nil)
 	_ TokenSource    = (*ClassicTokenSource)(nil)
 	_ TokenSource    = (*ReuseTokenSource)(nil)
 	_ Invalidator    = (*ReuseTokenSource)(nil)

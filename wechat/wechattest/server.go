@@ -31,6 +31,7 @@ package wechattest
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"maps"
 	"net/http"
@@ -239,6 +240,22 @@ func (s *Server) Requests() []Request {
 		out[i] = Request{Method: r.Method, Path: r.Path, Query: cloneValues(r.Query), Body: bytes.Clone(r.Body)}
 	}
 	return out
+}
+
+// ForceRefreshes returns the force_refresh flag of every request to the
+// stable token endpoint, in order of arrival.
+func (s *Server) ForceRefreshes() []bool {
+	var forces []bool
+	for _, r := range s.Requests() {
+		if r.Path == PathStableToken {
+			var body struct {
+				ForceRefresh bool `json:"force_refresh"`
+			}
+			_ = json.Unmarshal(r.Body, &body)
+			forces = append(forces, body.ForceRefresh)
+		}
+	}
+	return forces
 }
 
 // ResetCounters forgets the calls and requests received so far; tokens and

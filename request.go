@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net/http"
 	"net/url"
 	"regexp"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
 
 	"github.com/wxqrcode/caddy-wxqrcode/wechat"
 )
@@ -65,20 +67,20 @@ func (h *Handler) resolveRequest(repl *caddy.Replacer) (*codeRequest, error) {
 	if err != nil {
 		return nil, err
 	}
-	cr := &codeRequest{api: h.API, width: lk.width}
+	cr := &codeRequest{api: h.api, width: lk.width}
 	ps := make(params, 0, 10)
-	ps = append(ps, param{"api", h.API}, param{"appid", h.appID})
+	ps = append(ps, param{"api", h.api}, param{"appid", h.appID})
 	// Each request type validates itself as WeChat would; the client checks
 	// again, as a library must, which costs nothing next to a call.
 	var validate func() error
-	switch h.API {
+	switch h.api {
 	case apiQRCode:
-		req := &wechat.QRCodeRequest{Path: get(h.Path), Width: masterWidth}
+		req := &wechat.QRCodeRequest{Path: get(h.path), Width: masterWidth}
 		cr.subject, validate = req.Path, req.Validate
 		cr.call = func(ctx context.Context, c *wechat.Client) (*wechat.Image, error) { return c.CreateQRCode(ctx, req) }
 	case apiWxaCode:
 		req := &wechat.WxaCodeRequest{
-			Path: get(h.Path), Width: masterWidth, AutoColor: lk.autoColor,
+			Path: get(h.path), Width: masterWidth, AutoColor: lk.autoColor,
 			LineColor: lk.lineColor, IsHyaline: lk.isHyaline, EnvVersion: lk.sentEnv(),
 		}
 		cr.subject, validate = req.Path, req.Validate
@@ -90,7 +92,7 @@ func (h *Handler) resolveRequest(repl *caddy.Replacer) (*codeRequest, error) {
 			return nil, err
 		}
 		req := &wechat.UnlimitedRequest{
-			Scene: get(h.Scene), Page: get(h.Page), Width: masterWidth, AutoColor: lk.autoColor,
+			Scene: get(h.scene), Page: get(h.page), Width: masterWidth, AutoColor: lk.autoColor,
 			LineColor: lk.lineColor, IsHyaline: lk.isHyaline, EnvVersion: lk.sentEnv(),
 		}
 		if !checkPath {
@@ -113,10 +115,10 @@ func (h *Handler) resolveRequest(repl *caddy.Replacer) (*codeRequest, error) {
 func (h *Handler) resolveLook(get func(string) string) (look, error) {
 	var lk look
 	var err error
-	if lk.width, err = parseWidth(get(h.Width)); err != nil {
+	if lk.width, err = parseWidth(get(h.width)); err != nil {
 		return lk, err
 	}
-	if h.API == apiQRCode {
+	if h.api == apiQRCode {
 		return lk, nil
 	}
 	if lk.autoColor, err = parseBool("auto_color", get(h.AutoColor), false); err != nil {
@@ -304,4 +306,92 @@ func checkQuery(raw string, names []string) (url.Values, error) {
 		}
 	}
 	return q, nil
+}
+
+// codeRequestOf resolves the templates for r, a request prepared by Caddy,
+// and checks the result against WeChat's rules and allow. It returns the
+// query too, for the signature.
+func (h *Handler) codeRequestOf(r *http.Request) (*codeRequest, url.Values, error) {
+	cr, query, err := h.resolveOf(r)
+	if err != nil {
+		return cr, query, err
+	}
+	return cr, query, h.checkAllowed(cr)
+}
+
+// resolveOf resolves the templates for r and checks the result against
+// WeChat's rules.
+func (h *Handler) resolveOf(r *http.Request) (*codeRequest, url.Values, error) {
+	query, err := checkQuery(r.URL.RawQuery, h.queryNames)
+	if err != nil {
+		return nil, nil, err
+	}
+	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	// Caddy's replacer would parse the query again for each placeholder.
+	for i, name := range h.queryNames {
+		repl.Set(h.queryKeys[i], query.Get(name))
+	}
+	cr, err := h.resolveRequest(repl)
+	return cr, query, err
+}
+
+func (h *Handler) checkAllowed(cr *codeRequest) error {
+	if !h.allowed(cr.subject) {
+		return localProblem(http.StatusForbidden, codeNotAllowed, "wxqrcode: this path may not be generated here (see allow)")
+	}
+	return nil
+}
+
+// signedRequestOf is codeRequestOf for a handler with sign_key: the
+// signature is checked first, so that only a signed request learns
+// anything about its inputs or allow.
+func (h *Handler) signedRequestOf(r *http.Request) (*codeRequest, error) {
+	// A malformed query still yields the parameters it could parse.
+	raw, _ := url.ParseQuery(r.URL.RawQuery)
+	if raw.Get(sigParam) == "" {
+		return nil, localProblem(http.StatusForbidden, codeSigMissing, sigMissingMessage)
+	}
+	cr, query, err := h.resolveOf(r)
+	if err != nil {
+		h.logger.Debug("a signed request that does not resolve is refused as wrongly signed", zap.Error(err))
+		return nil, localProblem(http.StatusForbidden, codeSigInvalid, sigInvalidMessage)
+	}
+	if err := checkSignature(h.signKeys, cr.canonical, query.Get(sigParam)); err != nil {
+		return cr, err
+	}
+	return cr, h.checkAllowed(cr)
+}
+
+func (h *Handler) allowed(subject string) bool {
+	if len(h.Allow) == 0 {
+		return true
+	}
+	for _, g := range h.Allow {
+		if globMatch(g, subject) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkSignature returns the problem with a request's signature, or nil.
+func checkSignature(keys []string, canonical, sig string) error {
+	if sig == "" {
+		return localProblem(http.StatusForbidden, codeSigMissing, sigMissingMessage)
+	}
+	if !signatureValid(keys, canonical, sig) {
+		return localProblem(http.StatusForbidden, codeSigInvalid, sigInvalidMessage)
+	}
+	return nil
+}
+
+const (
+	sigMissingMessage = "wxqrcode: this URL must be signed (sig is missing)"
+	sigInvalidMessage = "wxqrcode: the signature does not match the request"
+)
+
+// validAppID keeps the appid usable in a storage key. WeChat appids are
+// "wx" and 16 hex digits.
+func validAppID(s string) bool {
+	return s != "" && len(s) <= 64 && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") == ""
 }

@@ -17,6 +17,7 @@ import (
 // A fetch that finds every slot for a call taken for its whole timeout is
 // refused with 503 990503 and makes no call.
 func TestFetchesInFlightBounded(t *testing.T) {
+	t.Parallel()
 	h := &Handler{
 		pending:  new(sync.WaitGroup),
 		cache:    &codeCache{storage: &certmagic.FileStorage{Path: t.TempDir()}},

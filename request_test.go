@@ -12,6 +12,7 @@ import (
 )
 
 func TestGlobMatch(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		pattern, s string
 		want       bool
@@ -38,6 +39,7 @@ func TestGlobMatch(t *testing.T) {
 }
 
 func TestParseColor(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		in   string
 		want *wechat.Color
@@ -69,15 +71,13 @@ func TestParseColor(t *testing.T) {
 // resolve runs resolveRequest for a provisioned-like handler and a URI.
 func resolve(t *testing.T, h *Handler, uri string) (*codeRequest, error) {
 	t.Helper()
-	h.appID = "wx1"
-	setDefault(&h.Path, "{http.request.uri.query.path}")
-	setDefault(&h.Page, "{http.request.uri.query.page}")
-	setDefault(&h.Scene, "{http.request.uri.query.scene}")
-	setDefault(&h.Width, "{http.request.uri.query.width}")
+	h.AppID = "wx1"
+	h.resolveConfig()
 	return h.resolveRequest(caddyhttp.NewTestReplacer(httptest.NewRequest("GET", uri, nil)))
 }
 
 func TestCanonicalRequest(t *testing.T) {
+	t.Parallel()
 	same := [][]string{
 		{"qrcode", "/?path=a", "/?path=a&width=", "/?width=430&path=a", "/?path=a&other=1"},
 		{"wxacode", "/?path=a", "/?path=a&hy=false&color=0,0,0", "/?path=a&color=%23000000&env=release"},
@@ -111,6 +111,7 @@ func TestCanonicalRequest(t *testing.T) {
 }
 
 func TestResolveErrors(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		api, uri string
 		code     int
@@ -143,6 +144,7 @@ func TestResolveErrors(t *testing.T) {
 // effective parameter but the width, sorted, as url.Values.Encode writes
 // them.
 func TestCanonicalFormPinned(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		h    *Handler
 		uri  string

@@ -1,0 +1,280 @@
+package wxqrcode
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/wxqrcode/caddy-wxqrcode/wechat"
+)
+
+// flight joins concurrent fetches of one code. It is shared by every
+// handler, so routes for the same app and the old and new handlers of a
+// config reload also make one call per code.
+var flight singleflight.Group
+
+// The outcomes of a lookup, for metrics.
+const (
+	outcomeMemoryHit  = "memory_hit"
+	outcomeStorageHit = "storage_hit"
+	// outcomeRendered is a width drawn now from a cached master.
+	outcomeRendered = "rendered"
+	outcomeMiss     = "miss"
+)
+
+// renders joins concurrent renders of one width of one code.
+var renders singleflight.Group
+
+// sized returns the code at the requested width: a width rendered
+// before from memory, else the master, as it is when it has that width,
+// or rendered from it. Rendered widths stay in the memory cache only: the
+// master renders them again at no cost but CPU.
+func (h *Handler) sized(ctx context.Context, cr *codeRequest) (*entry, string, error) {
+	// A URL-encoded canonical has no #, so no master has this key.
+	key := cr.canonical + "#" + strconv.Itoa(cr.width)
+	if h.mem != nil {
+		if e, ok := h.mem.GetIfPresent(key); ok {
+			return e, outcomeMemoryHit, nil
+		}
+	}
+	master, outcome, err := h.lookup(ctx, cr)
+	if err != nil || master.width == cr.width {
+		return master, outcome, err
+	}
+	ch := renders.DoChan(h.storeID+"|"+key, func() (any, error) {
+		if h.mem != nil {
+			// Rendered by a flight that ended since this request looked.
+			if e, ok := h.mem.GetIfPresent(key); ok {
+				return e, nil
+			}
+		}
+		start := time.Now()
+		e, err := render(master, cr.width)
+		if err != nil {
+			return nil, err
+		}
+		h.logger.Debug("rendered width",
+			zap.String("api", cr.api),
+			zap.String("key", cacheKey(cr.canonical)),
+			zap.Int("width", cr.width),
+			zap.Int("bytes", len(e.data)),
+			zap.Duration("duration", time.Since(start)))
+		if h.mem != nil {
+			h.mem.Set(key, e)
+		}
+		return e, nil
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			return nil, "", res.Err
+		}
+		if outcome != outcomeMiss {
+			outcome = outcomeRendered
+		}
+		return res.Val.(*entry), outcome, nil
+	case <-ctx.Done():
+		return nil, "", ctx.Err()
+	}
+}
+
+// lookup returns the code from memory, from the storage, or fetched:
+// once per key however many requests wait. The fetch runs apart from the
+// request, so a client that gives up does not waste a call already paid
+// for.
+func (h *Handler) lookup(ctx context.Context, cr *codeRequest) (*entry, string, error) {
+	if h.mem != nil {
+		if e, ok := h.mem.GetIfPresent(cr.canonical); ok {
+			return e, outcomeMemoryHit, nil
+		}
+	}
+	cr.key = cacheKey(cr.canonical)
+	e, err := h.cache.load(ctx, cr.key)
+	if err != nil && !errors.Is(err, errCorrupt) && cr.api != apiUnlimited {
+		// The code may be stored, and paid for out of the lifetime budget.
+		h.faults.warn("reading the cache; not asking WeChat for a code that may be stored", zap.String("key", cr.key), zap.Error(err))
+		return nil, "", errCacheUnreadable
+	}
+	if err != nil {
+		h.faults.warn("reading the cache; fetching the code", zap.String("key", cr.key), zap.Error(err))
+	}
+	if e != nil {
+		h.logger.Debug("cache hit", zap.String("api", cr.api), zap.String("key", cr.key))
+		h.remember(cr, e)
+		return e, outcomeStorageHit, nil
+	}
+	giveBack, err := h.countVisitor(ctx)
+	if err != nil {
+		return nil, "", err
+	}
+	ch := flight.DoChan(h.storeID+"|"+cr.key, func() (any, error) {
+		return h.fetch(context.WithoutCancel(ctx), cr)
+	})
+	select {
+	case res := <-ch:
+		if res.Err != nil {
+			giveBack()
+			return nil, "", res.Err
+		}
+		e := res.Val.(*entry)
+		h.remember(cr, e)
+		return e, outcomeMiss, nil
+	case <-ctx.Done():
+		return nil, "", ctx.Err()
+	}
+}
+
+func (h *Handler) remember(cr *codeRequest, e *entry) {
+	if h.mem != nil {
+		h.mem.Set(cr.canonical, e)
+	}
+}
+
+// fetch asks WeChat for the code and caches it. The storage's lock for the
+// key makes instances sharing the storage call once between them: whoever
+// waited for the lock finds the code cached. The answer does not wait for
+// the storage: the image is stored and the lock released after it, still
+// before another instance can take the lock; the code is counted in
+// memory and written with the caps' next flush. A storage that fails to
+// lock or write costs the cache, not the answer.
+func (h *Handler) fetch(ctx context.Context, cr *codeRequest) (*entry, error) {
+	// Cleanup waits for this fetch, its call and its writes.
+	h.pending.Add(1)
+	unlock, cached := h.lockCode(ctx, cr)
+	finish := func() {
+		unlock()
+		h.pending.Done()
+	}
+	if cached != nil {
+		finish()
+		return cached, nil
+	}
+	e, err := h.callWeChat(ctx, cr)
+	if err != nil {
+		finish()
+		return nil, err
+	}
+	go func() {
+		defer finish()
+		h.storeCode(ctx, cr, e)
+	}()
+	return e, nil
+}
+
+// lockCode takes the code's storage lock and looks in the cache again
+// under it, returning the code if another holder stored it meanwhile. A
+// corrupt entry is removed, to be fetched again. Without the lock, the
+// code is fetched all the same.
+func (h *Handler) lockCode(ctx context.Context, cr *codeRequest) (unlock func(), cached *entry) {
+	lock := storeLock{storage: h.cache.storage, name: cachePrefix + "lock/" + cr.key, faults: h.faults}
+	// Wait longer than a holder may hold the lock, so as not to fetch the
+	// code again beside it.
+	unlock, err := lock.lock(ctx, h.lockHold()+lockMargin)
+	if err != nil {
+		h.faults.warn("locking a cache entry; fetching without the lock", zap.String("key", cr.key), zap.Error(err))
+		return func() {}, nil
+	}
+	e, err := h.cache.load(ctx, cr.key)
+	if errors.Is(err, errCorrupt) {
+		if err := h.cache.storage.Delete(ctx, storageKey(cr.key)); err != nil {
+			h.faults.warn("removing a corrupt cache entry", zap.String("key", cr.key), zap.Error(err))
+		}
+	}
+	return unlock, e
+}
+
+// callWeChat asks WeChat for the code, within a slot among the calls in
+// flight and a code from every cap, and counts what it spent.
+func (h *Handler) callWeChat(ctx context.Context, cr *codeRequest) (*entry, error) {
+	release, res, err := h.admit(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	start := time.Now()
+	img, e, err := h.ask(ctx, cr)
+	h.settle(res, img, err)
+	if err != nil {
+		return nil, err
+	}
+	h.noteFetched(cr, img, e, time.Since(start))
+	return e, nil
+}
+
+// admit takes a slot among the calls in flight and a code from every
+// cap, both within one timeout, and returns what frees the slot.
+func (h *Handler) admit(ctx context.Context) (release func(), res reservation, err error) {
+	wctx, cancel := context.WithTimeout(ctx, h.timeout)
+	defer cancel()
+	if err := h.inFlight.Acquire(wctx, 1); err != nil {
+		return nil, nil, busyProblem()
+	}
+	if res, err = h.quota.reserve(wctx); err != nil {
+		h.inFlight.Release(1)
+		return nil, nil, err
+	}
+	return func() { h.inFlight.Release(1) }, res, nil
+}
+
+// ask makes the call, within timeout, and checks that its reply is a
+// whole image.
+func (h *Handler) ask(ctx context.Context, cr *codeRequest) (*wechat.Image, *entry, error) {
+	cctx, cancel := context.WithTimeout(ctx, h.timeout)
+	defer cancel()
+	img, err := cr.call(cctx, h.client)
+	if err != nil {
+		return nil, nil, err
+	}
+	e, err := prepare(img)
+	return img, e, err
+}
+
+// settle counts the call against the caps. Only WeChat's own refusal says
+// no code was made; after a timeout or a broken reply it may have been,
+// and stays counted.
+func (h *Handler) settle(res reservation, img *wechat.Image, err error) {
+	var werr *wechat.Error
+	switch {
+	case err == nil:
+		h.quota.spent(img.NumUsed)
+	case errors.As(err, &werr):
+		h.quota.release(res)
+	case len(res) > 0:
+		h.quota.spent(-1)
+	}
+}
+
+// noteFetched records a new code in the metrics and the log.
+func (h *Handler) noteFetched(cr *codeRequest, img *wechat.Image, e *entry, took time.Duration) {
+	metrics.codesGenerated.WithLabelValues(cr.api).Inc()
+	if img.NumUsed >= 0 {
+		metrics.numUsed.WithLabelValues(h.appID).Set(float64(img.NumUsed))
+	}
+	h.logger.Info("fetched code",
+		zap.String("api", cr.api),
+		zap.String("key", cr.key),
+		zap.Int("bytes", len(img.Data)),
+		zap.String("content_type", e.contentType),
+		zap.Int("num_used", img.NumUsed),
+		zap.Duration("duration", took))
+}
+
+// storeCode writes a fetched code into the storage, within timeout.
+func (h *Handler) storeCode(ctx context.Context, cr *codeRequest, e *entry) {
+	sctx, cancel := context.WithTimeout(ctx, h.timeout)
+	defer cancel()
+	if err := h.cache.store(sctx, cr.key, cr.canonical, e); err != nil {
+		h.faults.error("storing a code; it is served, not cached", zap.String("key", cr.key), zap.Error(err))
+	}
+}
+
+// lockMargin is what a waiter for a code's lock allows beyond lockHold.
+const lockMargin = 5 * time.Second
+
+// lockHold is the longest a fetch holds a code's storage lock: a timeout
+// for a slot and the caps, one for the call and one for the store.
+func (h *Handler) lockHold() time.Duration { return 3 * h.timeout }

@@ -1,0 +1,129 @@
+package wxqrcode
+
+import (
+	"bytes"
+	"errors"
+	"net/http"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+)
+
+// ServeHTTP answers with the code image, or with a JSON error.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	if h.probed(r) {
+		return nil
+	}
+	// Every answer is an image or JSON of its stated type, never a page.
+	w.Header()["X-Content-Type-Options"] = []string{"nosniff"}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		h.fail(w, nil, localProblem(http.StatusMethodNotAllowed, codeMethod, "wxqrcode: only GET and HEAD are allowed"))
+		return nil
+	}
+	var cr *codeRequest
+	var err error
+	if len(h.signKeys) > 0 {
+		cr, err = h.signedRequestOf(r)
+	} else {
+		cr, _, err = h.codeRequestOf(r)
+	}
+	if err != nil {
+		h.fail(w, cr, err)
+		return nil
+	}
+	e, outcome, err := h.sized(r.Context(), cr)
+	if err != nil && r.Context().Err() != nil {
+		h.logger.Debug("client went away", zap.String("key", cr.key))
+		return nil
+	}
+	if err != nil {
+		h.fail(w, cr, err)
+		return nil
+	}
+	w.Header()["Cache-Status"] = []string{cacheStatus[outcome]}
+	countRequest(outcome, serveEntry(w, r, e))
+	return nil
+}
+
+// cacheStatus says, as RFC 9211's Cache-Status header, where an answer
+// came from; caddy wxqrcode prefetch reads it.
+var cacheStatus = map[string]string{
+	outcomeMemoryHit:  "wxqrcode; hit; detail=memory",
+	outcomeStorageHit: "wxqrcode; hit; detail=storage",
+	outcomeRendered:   "wxqrcode; hit; detail=rendered",
+	outcomeMiss:       "wxqrcode; fwd=uri-miss; stored",
+}
+
+// fail logs err, an error or a *problem, and answers with its problem.
+// Errors of this module and of package wechat carry no secret or token.
+func (h *Handler) fail(w http.ResponseWriter, cr *codeRequest, err error) {
+	var p *problem
+	ok := errors.As(err, &p)
+	if !ok {
+		p = problemFor(err)
+	}
+	fields := []zap.Field{zap.Int("status", p.status), zap.Int("errcode", p.code), zap.String("errmsg", p.message)}
+	if !ok {
+		fields = append(fields, zap.Error(err))
+	}
+	if cr != nil {
+		fields = append(fields, zap.String("api", cr.api))
+		if cr.key != "" {
+			fields = append(fields, zap.String("key", cr.key))
+		}
+	}
+	outcome := "rejected"
+	if p.status >= http.StatusInternalServerError {
+		outcome = "error"
+	}
+	countRequest(outcome, p.status)
+	if p.status >= http.StatusInternalServerError {
+		h.logger.Error("code request failed", fields...)
+	} else {
+		h.logger.Debug("code request refused", fields...)
+	}
+	p.write(w)
+}
+
+// cacheControl is what a code gets unless a header directive set one: a
+// code never changes.
+const cacheControl = "public, max-age=31536000, immutable"
+
+// serveEntry writes the image like a static file and returns the status.
+// A plain GET or HEAD gets the prepared headers and the bytes; conditional
+// and range requests go through http.ServeContent.
+func serveEntry(w http.ResponseWriter, r *http.Request, e *entry) int {
+	hdr := w.Header()
+	hdr["Content-Type"] = []string{e.contentType}
+	hdr["Etag"] = []string{e.etag}
+	if _, ok := hdr["Cache-Control"]; !ok {
+		hdr["Cache-Control"] = []string{cacheControl}
+	}
+	if r.Header.Get("Range") != "" || r.Header.Get("If-None-Match") != "" || r.Header.Get("If-Modified-Since") != "" ||
+		r.Header.Get("If-Match") != "" || r.Header.Get("If-Unmodified-Since") != "" {
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		http.ServeContent(rec, r, "", e.stored, bytes.NewReader(e.data))
+		return rec.status
+	}
+	hdr["Last-Modified"] = []string{e.lastModified}
+	hdr["Content-Length"] = []string{e.length}
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(e.data)
+	}
+	return http.StatusOK
+}
+
+// statusRecorder notes the status http.ServeContent chose.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(status int) {
+	s.status = status
+	s.ResponseWriter.WriteHeader(status)
+}
+
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
