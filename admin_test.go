@@ -278,7 +278,7 @@ func TestIncompleteEnvironment(t *testing.T) {
 		want string
 	}{
 		{[]string{"WXQRCODE_SIGN_KEY=" + signKey}, []string{"sign", "--appid", "{env.WX_APPID}", target}, `appid is empty after resolving "{env.WX_APPID}"`},
-		{[]string{"WXQRCODE_SIGN_KEY=" + signKey}, []string{"sign", "--appid", "", target}, "appid is empty after resolving"},
+		{[]string{"WXQRCODE_SIGN_KEY=" + signKey}, []string{"sign", "--appid", "", target}, "appid is required"},
 		{[]string{"WXQRCODE_SIGN_KEY=short"}, []string{"sign", "--appid", testAppID, target}, "sign_key must be at least 16 characters"},
 		{clean, []string{"sign", "--appid", testAppID, target}, "WXQRCODE_SIGN_KEY is empty"},
 		{[]string{"WXQRCODE_SIGN_KEY=" + signKey}, []string{"sign", "--appid", testAppID, "--api", "qr", target}, "api must be qrcode, wxacode or unlimited"},

@@ -148,7 +148,7 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"unknown storage", head + "\tstorage nowhere\n\tallow *\n}", 5, "nowhere"},
 		{"no guard for qrcode", head + "}", 2, "cap 20000"},
 		{"no allow for wxacode", head + "\tapi wxacode\n}", 2, "lifetime budget of 100,000"},
-		{"missing secret", "wxqrcode {\n\tappid wx1\n\tallow *\n}", 2, "appid and secret are required"},
+		{"missing secret", "wxqrcode {\n\tappid wx1\n\tallow *\n}", 2, "secret is required"},
 		{"scene for qrcode", head + "\tscene x\n\tallow *\n}", 5, "scene applies to api unlimited only"},
 		{"path for unlimited", head + "\tapi unlimited\n\tpath x\n}", 6, "path applies to api qrcode and wxacode only"},
 		{"cache_dir and storage", head + "\tcache_dir /a\n\tstorage file_system {\n\t\troot /b\n\t}\n\tallow *\n}", 6, "either cache_dir or storage"},

@@ -43,8 +43,11 @@ func optionErr(option string, err error) error { return &optionError{option: opt
 // or placeholder is applied. Validate runs it, and the Caddyfile adapter
 // too, to report an error at its line.
 func (h *Handler) checkConfig() error {
-	if h.AppID == "" || h.Secret == "" {
-		return fmt.Errorf("appid and secret are required")
+	if h.AppID == "" {
+		return fmt.Errorf("appid is required: the mini-program's appid, or a placeholder such as {env.WX_APPID}")
+	}
+	if h.Secret == "" {
+		return fmt.Errorf("secret is required: a placeholder such as {env.WX_SECRET} or {file./run/secrets/wx_secret}")
 	}
 	api := cmp.Or(h.API, apiQRCode)
 	if err := h.checkValues(); err != nil {

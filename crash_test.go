@@ -160,14 +160,25 @@ func TestReloadUnderLoad(t *testing.T) {
 			}
 		})
 	}
+	// Each reload comes after at least 30 more answers, however slow the
+	// machine, so the reloads always happen under load.
+	waitServed := func(n int64) {
+		deadline := time.Now().Add(60 * time.Second)
+		for served.Load() < n && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if served.Load() < n {
+			t.Fatalf("only %d answers within a minute, want %d", served.Load(), n)
+		}
+	}
 	for i := range 4 {
-		time.Sleep(300 * time.Millisecond)
+		waitServed(served.Load() + 30)
 		out, err := exec.Command(builtCaddy(t), "reload", "--config", configs[(i+1)%2], "--address", fmt.Sprintf("127.0.0.1:%d", admin)).CombinedOutput()
 		if err != nil {
 			t.Fatalf("reload %d: %v\n%s", i, err, out)
 		}
 	}
-	time.Sleep(300 * time.Millisecond)
+	waitServed(served.Load() + 30)
 	close(stop)
 	wg.Wait()
 	t.Logf("%d answered 200 across 4 reloads; connections lost: %d to wxqrcode, %d to respond",
@@ -177,9 +188,6 @@ func TestReloadUnderLoad(t *testing.T) {
 	}
 	if lost := dropped[0].Load() + dropped[1].Load(); lost*100 > served.Load() {
 		t.Errorf("%d connections lost for %d answers", lost, served.Load())
-	}
-	if served.Load() < 100 {
-		t.Errorf("only %d requests served: the load was too light to mean anything", served.Load())
 	}
 	if n := fake.TokenCalls(); n != 1 {
 		t.Errorf("%d token calls across reloads, want 1", n)
