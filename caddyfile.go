@@ -31,10 +31,11 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	wxqrcode [<matcher>] {
 //	    appid       <appid>
 //	    secret      <secret>
-//	    api         qrcode|wxacode|unlimited
+//	    api         qrcode|wxacode|unlimited|oa_temporary|oa_permanent
 //	    path        <template>
 //	    page        <template>
 //	    scene       <template>
+//	    expire      <duration>
 //	    width       <template>
 //	    auto_color  <template>
 //	    line_color  <template>
@@ -54,8 +55,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //
 // appid and secret are required. When requests choose the codes (a path,
 // page, scene or line_color template reads the request, and no allow list
-// of literal paths pins it), qrcode and wxacode need sign_key or a cap
-// without per (a total budget), and unlimited needs sign_key or a cap.
+// of literal paths pins it), qrcode, wxacode and oa_permanent need sign_key
+// or a cap without per (a total budget), and unlimited and oa_temporary
+// need sign_key or a cap. expire (oa_temporary) is 60s to 30d.
 // allow, sign_key and cap may repeat. Templates are Caddy placeholders
 // and text, resolved per request.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
@@ -112,6 +114,21 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("timeout must be above 0 and at most 1h, not %s", d.Val())
 			}
 			h.Timeout = caddy.Duration(dur)
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		case "expire":
+			if h.Expire != 0 {
+				return d.Errf("expire given twice")
+			}
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			e, err := parseExpire(d.Val())
+			if err != nil {
+				return d.WrapErr(err)
+			}
+			h.Expire = e
 			if d.NextArg() {
 				return d.ArgErr()
 			}

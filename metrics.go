@@ -68,9 +68,11 @@ func registerMetrics(reg *prometheus.Registry) error {
 type metricsObserver struct{}
 
 var opLabels = map[string]string{
-	wechat.OpQRCode:      apiQRCode,
-	wechat.OpWxaCode:     apiWxaCode,
-	wechat.OpUnlimited:   apiUnlimited,
+	wechat.OpQRCode:    apiQRCode,
+	wechat.OpWxaCode:   apiWxaCode,
+	wechat.OpUnlimited: apiUnlimited,
+	// One endpoint makes both kinds of the official account's codes.
+	wechat.OpOACode:      "oa",
 	wechat.OpStableToken: tokenStable,
 	wechat.OpToken:       tokenClassic,
 }

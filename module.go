@@ -53,8 +53,11 @@ type Handler struct {
 	Secret string `json:"secret,omitempty"`
 
 	// API picks the code: qrcode (wxacode.createQRCode, the default),
-	// wxacode (wxacode.get) or unlimited (wxacode.getUnlimited). qrcode and
-	// wxacode share WeChat's lifetime budget of 100,000 codes per app.
+	// wxacode (wxacode.get) or unlimited (wxacode.getUnlimited), or an
+	// official account's parametric code, oa_temporary or oa_permanent
+	// (qrcode.create, drawn here as a QR code of the url WeChat gives).
+	// qrcode and wxacode share WeChat's lifetime budget of 100,000 codes per
+	// app; oa_permanent spends the account's own 100,000.
 	API string `json:"api,omitempty"`
 
 	// Path is the template of the page path with its query, for qrcode and
@@ -66,9 +69,15 @@ type Handler struct {
 	// Default: {http.request.uri.query.page}.
 	Page string `json:"page,omitempty"`
 
-	// Scene is the template of the scene for unlimited, 1 to 32 characters.
+	// Scene is the template of the scene for unlimited, 1 to 32 characters,
+	// or for oa_temporary and oa_permanent, 1 to 64 characters.
 	// Default: {http.request.uri.query.scene}.
 	Scene string `json:"scene,omitempty"`
+
+	// Expire (oa_temporary) is the life of each code, 60s to 30d in whole
+	// seconds; default 30d. A code is served until shortly before it
+	// expires (10% of its life, at most an hour), then made anew.
+	Expire caddy.Duration `json:"expire,omitempty"`
 
 	// Width is the template of the served image's width in pixels, 280 to
 	// 1280; empty means 430. WeChat draws each code once, at 1280 pixels,
@@ -249,8 +258,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	group := groupLimited
-	if h.API == apiUnlimited {
+	switch h.API {
+	case apiUnlimited:
 		group = groupUnlimited
+	case apiOATemporary:
+		group = groupOATemporary
+	case apiOAPermanent:
+		group = groupOAPermanent
 	}
 	bookKey := h.storeID + "|" + h.appID + "|" + group
 	h.quota, err = openQuota(func() *book { return newBook(storage, h.appID, group, h.logger) }, bookKey, h.Caps)
@@ -436,7 +450,7 @@ func (h *Handler) checkConfig() error {
 	options := []struct{ name, value, apis string }{
 		{"path", h.Path, apiQRCode + " " + apiWxaCode},
 		{"page", h.Page, apiUnlimited},
-		{"scene", h.Scene, apiUnlimited},
+		{"scene", h.Scene, apiUnlimited + " " + apiOATemporary + " " + apiOAPermanent},
 		{"auto_color", h.AutoColor, apiWxaCode + " " + apiUnlimited},
 		{"line_color", h.LineColor, apiWxaCode + " " + apiUnlimited},
 		{"is_hyaline", h.IsHyaline, apiWxaCode + " " + apiUnlimited},
@@ -447,6 +461,9 @@ func (h *Handler) checkConfig() error {
 		if o.value != "" && !isDefaultTemplate(o.name, o.value) && !strings.Contains(o.apis, api) {
 			return fmt.Errorf("%s applies to api %s only, not %s", o.name, strings.ReplaceAll(o.apis, " ", " and "), api)
 		}
+	}
+	if err := h.checkOA(api); err != nil {
+		return err
 	}
 	if msg := h.guardMessage(api); msg != "" {
 		return errors.New(msg)
@@ -469,8 +486,8 @@ func checkValue(name, value string) error {
 	var err error
 	switch name {
 	case "api":
-		if value != apiQRCode && value != apiWxaCode && value != apiUnlimited {
-			return fmt.Errorf("api must be qrcode, wxacode or unlimited, not %q", value)
+		if value != apiQRCode && value != apiWxaCode && value != apiUnlimited && !isOA(value) {
+			return fmt.Errorf("api must be qrcode, wxacode, unlimited, oa_temporary or oa_permanent, not %q", value)
 		}
 	case "token":
 		if value != tokenStable && value != tokenClassic {
@@ -726,7 +743,7 @@ func (h *Handler) lookup(ctx context.Context, cr *codeRequest) (*entry, string, 
 	}
 	cr.key = cacheKey(cr.canonical)
 	e, err := h.cache.load(ctx, cr.key)
-	if err != nil && !errors.Is(err, errCorrupt) && cr.api != apiUnlimited {
+	if err != nil && !errors.Is(err, errCorrupt) && cr.api != apiUnlimited && cr.api != apiOATemporary {
 		// The code may be stored, and paid for out of the lifetime budget.
 		h.faults.warn("reading the cache; not asking WeChat for a code that may be stored", zap.String("key", cr.key), zap.Error(err))
 		return nil, "", errCacheUnreadable
@@ -918,9 +935,7 @@ func serveEntry(w http.ResponseWriter, r *http.Request, e *entry) int {
 	hdr := w.Header()
 	hdr["Content-Type"] = []string{e.contentType}
 	hdr["Etag"] = []string{e.etag}
-	if _, ok := hdr["Cache-Control"]; !ok {
-		hdr["Cache-Control"] = []string{cacheControl}
-	}
+	setFreshness(hdr, e)
 	if r.Header.Get("Range") != "" || r.Header.Get("If-None-Match") != "" || r.Header.Get("If-Modified-Since") != "" ||
 		r.Header.Get("If-Match") != "" || r.Header.Get("If-Unmodified-Since") != "" {
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
