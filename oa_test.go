@@ -46,8 +46,8 @@ func maxAge(t *testing.T, resp *http.Response) time.Duration {
 // no longer than that. With the memory cache and without it, so that both
 // the memory and the storage refuse a code due for renewal.
 func TestOATemporary(t *testing.T) {
-	for _, mem := range []string{"", "memory_cache off"} {
-		t.Run(strings.ReplaceAll(mem, " ", "_"), func(t *testing.T) {
+	for name, mem := range map[string]string{"memory": "", "storage": "memory_cache off"} {
+		t.Run(name, func(t *testing.T) {
 			skew := skewClock(t)
 			fake := newFake(t)
 			s := startSite(t, fake, "", wxBlock(fake, "/oa", "api oa_temporary\nexpire 60s\ncap 100 per 1m\n"+mem))
