@@ -68,11 +68,10 @@ func registerMetrics(reg *prometheus.Registry) error {
 type metricsObserver struct{}
 
 var opLabels = map[string]string{
-	wechat.OpQRCode:    apiQRCode,
-	wechat.OpWxaCode:   apiWxaCode,
-	wechat.OpUnlimited: apiUnlimited,
-	// One endpoint makes both kinds of the official account's codes.
-	wechat.OpOACode:      "oa",
+	wechat.OpQRCode:      apiQRCode,
+	wechat.OpWxaCode:     apiWxaCode,
+	wechat.OpUnlimited:   apiUnlimited,
+	wechat.OpOACode:      "oa", // one endpoint makes both kinds of official-account code
 	wechat.OpStableToken: tokenStable,
 	wechat.OpToken:       tokenClassic,
 }
