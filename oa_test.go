@@ -120,10 +120,12 @@ func assertOACode(t *testing.T, resp *http.Response, body []byte, width int, url
 }
 
 // A permanent code is immutable, counted among the account's permanent
-// codes once, and every width of it scans; allow matches the scene.
+// codes once and in the metrics, and every width of it scans; allow
+// matches the scene.
 func TestOAPermanent(t *testing.T) {
 	fake := newFake(t)
-	s := startSite(t, fake, "", wxBlock(fake, "/oa", "api oa_permanent\nallow login-*\ncap 100000"))
+	s := startSite(t, fake, "", "metrics /metrics\n\t"+wxBlock(fake, "/oa", "api oa_permanent\nallow login-*\ncap 100000"))
+	metricsBefore, _ := scrape(t, s)
 	before := fake.Calls(wechattest.PathOACode)
 	etags := map[string]bool{}
 	for _, width := range []int{280, 430, 777, 1280} {
@@ -145,6 +147,12 @@ func TestOAPermanent(t *testing.T) {
 	}
 	if n := fake.PermanentCodes(); n != 1 {
 		t.Errorf("%d permanent codes issued, want 1", n)
+	}
+	metricsAfter, _ := scrape(t, s)
+	for _, name := range []string{`caddy_wxqrcode_codes_generated_total{api="oa_permanent"}`, `caddy_wxqrcode_upstream_calls_total{api="oa",errcode="0"}`} {
+		if got := metricsAfter[name] - metricsBefore[name]; got != 1 {
+			t.Errorf("%s went up by %v, want 1", name, got)
+		}
 	}
 	resp, body := s.get("/oa?scene=other")
 	assertError(t, resp, body, http.StatusForbidden, 990403)
