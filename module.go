@@ -459,7 +459,7 @@ func (h *Handler) checkConfig() error {
 	}
 	for _, o := range options {
 		if o.value != "" && !isDefaultTemplate(o.name, o.value) && !strings.Contains(o.apis, api) {
-			return fmt.Errorf("%s applies to api %s only, not %s", o.name, strings.ReplaceAll(o.apis, " ", " and "), api)
+			return fmt.Errorf("%s applies to api %s only, not %s", o.name, andList(o.apis), api)
 		}
 	}
 	if err := h.checkOA(api); err != nil {

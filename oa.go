@@ -10,6 +10,7 @@ import (
 	"image/png"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/boombuler/barcode/qr"
@@ -43,6 +44,16 @@ const (
 
 // isOA reports whether api is one of the official account's codes.
 func isOA(api string) bool { return api == apiOATemporary || api == apiOAPermanent }
+
+// andList writes space-separated names as "a, b and c": the APIs an
+// option applies to, now that there may be three.
+func andList(names string) string {
+	f := strings.Fields(names)
+	if len(f) < 2 {
+		return names
+	}
+	return strings.Join(f[:len(f)-1], ", ") + " and " + f[len(f)-1]
+}
 
 // parseExpire reads the expire option: a temporary code's life, 60s to 30d
 // in whole seconds.

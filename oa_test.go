@@ -110,7 +110,7 @@ func assertOACode(t *testing.T, resp *http.Response, body []byte, width int, url
 	if etag := resp.Header.Get("ETag"); !strings.HasPrefix(etag, `"`) {
 		t.Errorf("want a strong ETag, got %q", etag)
 	}
-	got, err := wxqrcode.ScanCode(body)
+	got, err := wxqrcode.ScanOACode(body)
 	if got != url {
 		t.Errorf("%dpx scans as %q (%v), want %q", width, got, err, url)
 	}
