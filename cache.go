@@ -38,6 +38,14 @@ type entry struct {
 	// width is the image's width in pixels, 0 if its header does not
 	// say: a request for this width is served these bytes untouched.
 	width int
+	// content is what an official account's code encodes, to draw it at
+	// other widths; empty for WeChat's images.
+	content string
+	// expires is when a temporary code stops working, renewAt when it is
+	// no longer served (see setExpiry); zero for codes that never expire.
+	expires, renewAt time.Time
+	// expiresHeader is the Expires header of a temporary code.
+	expiresHeader []string
 }
 
 // entryMeta heads each stored entry. It lets a reader check that what it
@@ -48,6 +56,8 @@ type entryMeta struct {
 	Size        int       `json:"size"`
 	Stored      time.Time `json:"stored"`
 	Request     string    `json:"request"`
+	Content     string    `json:"content,omitempty"`
+	Expires     time.Time `json:"expires,omitzero"`
 }
 
 // codeCache keeps codes in a Caddy storage, one value per code: a JSON
@@ -78,7 +88,11 @@ func (c *codeCache) load(ctx context.Context, key string) (*entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	return decodeEntry(raw)
+	e, err := decodeEntry(raw)
+	if e != nil && e.stale() {
+		return nil, nil
+	}
+	return e, err
 }
 
 func decodeEntry(raw []byte) (*entry, error) {
@@ -91,7 +105,10 @@ func decodeEntry(raw []byte) (*entry, error) {
 	if len(data) != meta.Size || hex.EncodeToString(sum[:]) != meta.SHA256 || wechat.ImageType(data) != meta.ContentType {
 		return nil, errCorrupt
 	}
-	return newEntry(data, meta.ContentType, sum, meta.Stored), nil
+	e := newEntry(data, meta.ContentType, sum, meta.Stored)
+	e.content = meta.Content
+	e.setExpiry(meta.Expires)
+	return e, nil
 }
 
 func newEntry(data []byte, contentType string, sum [sha256.Size]byte, stored time.Time) *entry {
@@ -118,7 +135,10 @@ func prepare(img *wechat.Image) (*entry, error) {
 	if ct == "" {
 		return nil, fmt.Errorf("refusing to cache a reply that is not a whole image")
 	}
-	return newEntry(img.Data, ct, sha256.Sum256(img.Data), time.Now().UTC().Truncate(time.Second)), nil
+	e := newEntry(img.Data, ct, sha256.Sum256(img.Data), expiryClock().UTC().Truncate(time.Second))
+	e.content = img.Content
+	e.setExpiry(img.Expiry)
+	return e, nil
 }
 
 // store writes e under key.
@@ -129,6 +149,8 @@ func (c *codeCache) store(ctx context.Context, key, canonical string, e *entry) 
 		Size:        len(e.data),
 		Stored:      e.stored,
 		Request:     canonical,
+		Content:     e.content,
+		Expires:     e.expires,
 	})
 	if err != nil {
 		return err
@@ -161,6 +183,16 @@ func newMemoryCache(maxBytes uint64) (*memoryCache, error) {
 		return nil, err
 	}
 	return &memoryCache{c}, nil
+}
+
+// GetIfPresent returns the entry for key, unless it is a temporary code
+// due for renewal: the renewed code will replace it.
+func (m *memoryCache) GetIfPresent(key string) (*entry, bool) {
+	e, ok := m.Cache.GetIfPresent(key)
+	if ok && e.stale() {
+		return nil, false
+	}
+	return e, ok
 }
 
 // Destruct lets a memoryCache live in a caddy.UsagePool.

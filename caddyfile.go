@@ -32,7 +32,8 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	wxqrcode [<matcher>] {
 //	    appid       <appid>
 //	    secret      <secret>
-//	    api         qrcode|wxacode|unlimited
+//	    api         qrcode|wxacode|unlimited|oa_temporary|oa_permanent
+//	    expire      <duration>
 //	    path        <template>
 //	    page        <template>
 //	    scene       <template>
@@ -55,8 +56,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //
 // appid and secret are required. When requests choose the codes (a path,
 // page, scene or line_color template reads the request, and no allow list
-// of literal paths pins it), qrcode and wxacode need sign_key or a cap
-// without per (a total budget), and unlimited needs sign_key or a cap.
+// of literal paths pins it), qrcode, wxacode and oa_permanent need sign_key
+// or a cap without per (a total budget), and unlimited and oa_temporary
+// need sign_key or a cap. expire (oa_temporary) is 60s to 30d.
 // allow, sign_key and cap may repeat. Templates are Caddy placeholders
 // and text, resolved per request.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
@@ -106,6 +108,18 @@ func (h *Handler) unmarshalOption(d *caddyfile.Dispenser, name string) (int, err
 				return d.Errf("bad timeout %q: %v", v, err)
 			}
 			h.Timeout = caddy.Duration(dur)
+			return nil
+		})
+	case "expire":
+		if h.Expire != 0 {
+			return 0, d.Errf("expire given twice")
+		}
+		return 1, oneArg(d, func(v string) error {
+			e, err := parseExpire(v)
+			if err != nil {
+				return d.WrapErr(err)
+			}
+			h.Expire = e
 			return nil
 		})
 	case "allow", "sign_key":

@@ -130,7 +130,7 @@ func TestCaddyfileErrors(t *testing.T) {
 		msg         string
 	}{
 		{"unknown subdirective", head + "\tcolour red\n\tallow *\n}", 5, `unknown subdirective "colour"`},
-		{"bad api", head + "\tapi barcode\n\tallow *\n}", 5, "api must be qrcode, wxacode or unlimited"},
+		{"bad api", head + "\tapi barcode\n\tallow *\n}", 5, "api must be qrcode, wxacode, unlimited, oa_temporary or oa_permanent"},
 		{"api placeholder", head + "\tapi {query.api}\n\tallow *\n}", 5, "api must be"},
 		{"bad token", head + "\ttoken shared\n\tallow *\n}", 5, "token must be stable or classic"},
 		{"bad api_base", head + "\tapi_base ftp://x\n\tallow *\n}", 5, "api_base must be an http or https URL"},
@@ -149,7 +149,7 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"no guard for qrcode", head + "}", 2, "cap 20000"},
 		{"no allow for wxacode", head + "\tapi wxacode\n}", 2, "lifetime budget of 100,000"},
 		{"missing secret", "wxqrcode {\n\tappid wx1\n\tallow *\n}", 2, "secret is required"},
-		{"scene for qrcode", head + "\tscene x\n\tallow *\n}", 5, "scene applies to api unlimited only"},
+		{"scene for qrcode", head + "\tscene x\n\tallow *\n}", 5, "scene applies to api unlimited, oa_temporary and oa_permanent only"},
 		{"path for unlimited", head + "\tapi unlimited\n\tpath x\n}", 6, "path applies to api qrcode and wxacode only"},
 		{"cache_dir and storage", head + "\tcache_dir /a\n\tstorage file_system {\n\t\troot /b\n\t}\n\tallow *\n}", 6, "either cache_dir or storage"},
 		{"cap not a number", head + "\tcap many\n\tallow *\n}", 5, "not a positive number of codes"},

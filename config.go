@@ -62,6 +62,9 @@ func (h *Handler) checkConfig() error {
 	if err := h.checkAPIOptions(api); err != nil {
 		return err
 	}
+	if err := h.checkOA(api); err != nil {
+		return err
+	}
 	if msg := h.guardMessage(api); msg != "" {
 		return errors.New(msg)
 	}
@@ -109,7 +112,7 @@ func (h *Handler) checkAPIOptions(api string) error {
 	options := []struct{ name, value, apis string }{
 		{"path", h.Path, apiQRCode + " " + apiWxaCode},
 		{"page", h.Page, apiUnlimited},
-		{"scene", h.Scene, apiUnlimited},
+		{"scene", h.Scene, apiUnlimited + " " + apiOATemporary + " " + apiOAPermanent},
 		{"auto_color", h.AutoColor, apiWxaCode + " " + apiUnlimited},
 		{"line_color", h.LineColor, apiWxaCode + " " + apiUnlimited},
 		{"is_hyaline", h.IsHyaline, apiWxaCode + " " + apiUnlimited},
@@ -118,7 +121,7 @@ func (h *Handler) checkAPIOptions(api string) error {
 	}
 	for _, o := range options {
 		if o.value != "" && !strings.Contains(o.apis, api) {
-			return optionErr(o.name, fmt.Errorf("%s applies to api %s only, not %s", o.name, strings.ReplaceAll(o.apis, " ", " and "), api))
+			return optionErr(o.name, fmt.Errorf("%s applies to api %s only, not %s", o.name, andList(o.apis), api))
 		}
 	}
 	return nil
@@ -133,8 +136,8 @@ func checkValue(name, value string) error {
 	var err error
 	switch name {
 	case "api":
-		if value != apiQRCode && value != apiWxaCode && value != apiUnlimited {
-			return fmt.Errorf("api must be qrcode, wxacode or unlimited, not %q", value)
+		if value != apiQRCode && value != apiWxaCode && value != apiUnlimited && !isOA(value) {
+			return fmt.Errorf("api must be qrcode, wxacode, unlimited, oa_temporary or oa_permanent, not %q", value)
 		}
 	case "token":
 		if value != tokenStable && value != tokenClassic {

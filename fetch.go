@@ -94,7 +94,7 @@ func (h *Handler) lookup(ctx context.Context, cr *codeRequest) (*entry, string, 
 	}
 	cr.key = cacheKey(cr.canonical)
 	e, err := h.cache.load(ctx, cr.key)
-	if err != nil && !errors.Is(err, errCorrupt) && cr.api != apiUnlimited {
+	if err != nil && !errors.Is(err, errCorrupt) && cr.api != apiUnlimited && cr.api != apiOATemporary {
 		// The code may be stored, and paid for out of the lifetime budget.
 		h.faults.warn("reading the cache; not asking WeChat for a code that may be stored", zap.String("key", cr.key), zap.Error(err))
 		return nil, "", errCacheUnreadable

@@ -40,7 +40,7 @@ func (h *Handler) guardMessage(api string) string {
 		return ""
 	}
 	const signHint = "'sign_key {env.WXQRCODE_SIGN_KEY}'"
-	if api == apiUnlimited {
+	if api == apiUnlimited || api == apiOATemporary {
 		for _, c := range h.Caps {
 			if c.By == "" {
 				return ""
@@ -64,6 +64,10 @@ func (h *Handler) guardMessage(api string) string {
 func (h *Handler) unboundedBy(api string) string {
 	if readsRequest(h.LineColor) {
 		return fmt.Sprintf("the line colour (line_color %s reads the request)", h.LineColor)
+	}
+	if isOA(api) {
+		// allow matches the scene.
+		return h.subjectFree("scene", cmp.Or(h.Scene, "{http.request.uri.query.scene}"))
 	}
 	if api == apiUnlimited {
 		if scene := cmp.Or(h.Scene, defaultScene); readsRequest(scene) {

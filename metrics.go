@@ -71,6 +71,7 @@ var opLabels = map[string]string{
 	wechat.OpQRCode:      apiQRCode,
 	wechat.OpWxaCode:     apiWxaCode,
 	wechat.OpUnlimited:   apiUnlimited,
+	wechat.OpOACode:      "oa", // one endpoint makes both kinds of official-account code
 	wechat.OpStableToken: tokenStable,
 	wechat.OpToken:       tokenClassic,
 }

@@ -42,8 +42,11 @@ type Handler struct {
 	Secret string `json:"secret,omitempty"`
 
 	// API picks the code: qrcode (wxacode.createQRCode, the default),
-	// wxacode (wxacode.get) or unlimited (wxacode.getUnlimited). qrcode and
-	// wxacode share WeChat's lifetime budget of 100,000 codes per app.
+	// wxacode (wxacode.get) or unlimited (wxacode.getUnlimited), or an
+	// official account's parametric code, oa_temporary or oa_permanent
+	// (qrcode.create, drawn here as a QR code of the url WeChat gives).
+	// qrcode and wxacode share WeChat's lifetime budget of 100,000 codes per
+	// app; oa_permanent spends the account's own 100,000.
 	API string `json:"api,omitempty"`
 
 	// Path is the template of the page path with its query, for qrcode and
@@ -55,9 +58,15 @@ type Handler struct {
 	// Default: {http.request.uri.query.page}.
 	Page string `json:"page,omitempty"`
 
-	// Scene is the template of the scene for unlimited, 1 to 32 characters.
+	// Scene is the template of the scene for unlimited, 1 to 32 characters,
+	// or for oa_temporary and oa_permanent, 1 to 64 characters.
 	// Default: {http.request.uri.query.scene}.
 	Scene string `json:"scene,omitempty"`
+
+	// Expire (oa_temporary) is the life of each code, 60s to 30d in whole
+	// seconds; default 30d. A code is served until shortly before it
+	// expires (10% of its life, at most an hour), then made anew.
+	Expire caddy.Duration `json:"expire,omitempty"`
 
 	// Width is the template of the served image's width in pixels, 280 to
 	// 1280; empty means 430. WeChat draws each code once, at 1280 pixels,
@@ -227,8 +236,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 // leases of its app's document, and its per-visitor caps.
 func (h *Handler) openCaps(storage certmagic.Storage) error {
 	group := groupLimited
-	if h.api == apiUnlimited {
+	switch h.api {
+	case apiUnlimited:
 		group = groupUnlimited
+	case apiOATemporary:
+		group = groupOATemporary
+	case apiOAPermanent:
+		group = groupOAPermanent
 	}
 	bookKey := h.storeID + "|" + h.appID + "|" + group
 	var err error

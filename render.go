@@ -43,6 +43,10 @@ var renderSlots = semaphore.NewWeighted(int64(runtime.GOMAXPROCS(0)))
 // PNG with its alpha. The variant keeps the master's time, so its
 // Last-Modified is the master's; its ETag is its own.
 func render(master *entry, width int) (*entry, error) {
+	if master.content != "" {
+		// An official account's code, drawn by this module: draw it again.
+		return redraw(master, width)
+	}
 	// The render serves every request waiting for it, so none of them
 	// may cancel it; without a context to end, Acquire cannot fail.
 	_ = renderSlots.Acquire(context.Background(), 1)

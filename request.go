@@ -23,6 +23,7 @@ const (
 	apiQRCode    = "qrcode"
 	apiWxaCode   = "wxacode"
 	apiUnlimited = "unlimited"
+	// apiOATemporary and apiOAPermanent are in oa.go.
 )
 
 // codeRequest is one request for a code with its templates resolved and
@@ -31,7 +32,8 @@ type codeRequest struct {
 	api string
 	// call asks WeChat for the code.
 	call func(context.Context, *wechat.Client) (*wechat.Image, error)
-	// subject is what allow globs match: the path, or the page.
+	// subject is what allow globs match: the path, the page, or an
+	// official account code's scene.
 	subject string
 	// canonical lists every effective parameter, sorted and URL-encoded,
 	// except the width: WeChat draws each code once, at masterWidth.
@@ -101,11 +103,13 @@ func (h *Handler) resolveRequest(repl *caddy.Replacer) (*codeRequest, error) {
 		cr.subject, validate = req.Page, req.Validate
 		cr.call = func(ctx context.Context, c *wechat.Client) (*wechat.Image, error) { return c.GetUnlimited(ctx, req) }
 		ps = append(lk.addTo(ps), param{"scene", req.Scene}, param{"page", req.Page}, param{"check_path", strconv.FormatBool(checkPath)})
+	case apiOATemporary, apiOAPermanent:
+		ps, validate = h.resolveOA(cr, get(h.scene), ps)
 	}
 	if err := validate(); err != nil {
 		return nil, err
 	}
-	if cr.api != apiUnlimited {
+	if cr.api == apiQRCode || cr.api == apiWxaCode {
 		ps = append(ps, param{"path", cr.subject})
 	}
 	cr.canonical = ps.encode()

@@ -97,9 +97,7 @@ func serveEntry(w http.ResponseWriter, r *http.Request, e *entry) int {
 	hdr := w.Header()
 	hdr["Content-Type"] = []string{e.contentType}
 	hdr["Etag"] = []string{e.etag}
-	if _, ok := hdr["Cache-Control"]; !ok {
-		hdr["Cache-Control"] = []string{cacheControl}
-	}
+	setFreshness(hdr, e)
 	if r.Header.Get("Range") != "" || r.Header.Get("If-None-Match") != "" || r.Header.Get("If-Modified-Since") != "" ||
 		r.Header.Get("If-Match") != "" || r.Header.Get("If-Unmodified-Since") != "" {
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}

@@ -101,7 +101,8 @@ func problemFor(err error) *problem {
 func wechatStatus(code int) int {
 	switch code {
 	case wechat.CodeInvalidArgs, wechat.CodePathLength, wechat.CodeSceneLength,
-		wechat.CodeSceneChars, wechat.CodeInvalidPage, wechat.CodeScancodeTime:
+		wechat.CodeSceneChars, wechat.CodeInvalidPage, wechat.CodeScancodeTime,
+		wechat.CodeInvalidActionName, wechat.CodeInvalidActionInfo:
 		return http.StatusBadRequest
 	case wechat.CodeLifetimeLimit:
 		return http.StatusForbidden

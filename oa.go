@@ -1,0 +1,208 @@
+package wxqrcode
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/boombuler/barcode/qr"
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/wxqrcode/caddy-wxqrcode/wechat"
+)
+
+// The official account's parametric codes: qrcode.create gives a URL, and
+// the module draws the QR code of it.
+const (
+	apiOATemporary = "oa_temporary"
+	apiOAPermanent = "oa_permanent"
+)
+
+// expiryClock is the time temporary codes are kept against; tests move it.
+var expiryClock = time.Now
+
+// quietZone is the white border around a drawn code, in modules: the four
+// the QR standard asks for, without which scanners may not find the code.
+const quietZone = 4
+
+// maxRenewMargin bounds how long before its expiry a temporary code is
+// made anew, and renewShare is that margin as a share of the code's life:
+// a 30-day code is renewed an hour early, a 60-second one 6 seconds early,
+// so a visitor who scans just as the page loads scans a live code.
+const (
+	maxRenewMargin = time.Hour
+	renewShare     = 10
+)
+
+// isOA reports whether api is one of the official account's codes.
+func isOA(api string) bool { return api == apiOATemporary || api == apiOAPermanent }
+
+// andList writes space-separated names as "a, b and c": the APIs an
+// option applies to, now that there may be three.
+func andList(names string) string {
+	f := strings.Fields(names)
+	if len(f) < 2 {
+		return names
+	}
+	return strings.Join(f[:len(f)-1], ", ") + " and " + f[len(f)-1]
+}
+
+// parseExpire reads the expire option: a temporary code's life, 60s to 30d
+// in whole seconds.
+func parseExpire(s string) (caddy.Duration, error) {
+	d, err := caddy.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("expire: %q is not a duration such as 7d or 12h", s)
+	}
+	return caddy.Duration(d), checkExpire(d)
+}
+
+func checkExpire(d time.Duration) error {
+	if d < wechat.MinOAExpire || d > wechat.MaxOAExpire || d%time.Second != 0 {
+		return fmt.Errorf("expire must be whole seconds from 60s to 30d (720h), not %s", d)
+	}
+	return nil
+}
+
+// checkOA checks the options of the official account's codes: expire
+// belongs to oa_temporary only.
+func (h *Handler) checkOA(api string) error {
+	if h.Expire == 0 {
+		return nil
+	}
+	if api != apiOATemporary {
+		return optionErr("expire", fmt.Errorf("expire applies to api oa_temporary only, not %s", api))
+	}
+	if err := checkExpire(time.Duration(h.Expire)); err != nil {
+		return optionErr("expire", err)
+	}
+	return nil
+}
+
+// resolveOA makes cr a request for an official account's code with scene:
+// its call asks qrcode.create and draws the code at the master width. The
+// canonical form holds the api, appid, scene and, for a temporary code,
+// its life in seconds.
+func (h *Handler) resolveOA(cr *codeRequest, scene string, ps params) (params, func() error) {
+	req := &wechat.OACodeRequest{Scene: scene, Permanent: h.api == apiOAPermanent}
+	if !req.Permanent {
+		req.Expire = time.Duration(h.Expire)
+		if req.Expire == 0 {
+			req.Expire = wechat.MaxOAExpire
+		}
+		ps = append(ps, param{"expire", strconv.FormatInt(int64(req.Expire/time.Second), 10)})
+	}
+	cr.subject = scene
+	cr.call = func(ctx context.Context, c *wechat.Client) (*wechat.Image, error) {
+		start := expiryClock()
+		code, err := c.CreateOACode(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		data, err := drawCode(code.URL, masterWidth)
+		if err != nil {
+			return nil, err
+		}
+		img := &wechat.Image{Data: data, ContentType: "image/png", NumUsed: -1, Content: code.URL}
+		if !req.Permanent {
+			// Counted from before the call, as WeChat counts, so never late.
+			img.Expiry = start.Add(time.Duration(code.ExpireSeconds) * time.Second)
+		}
+		return img, nil
+	}
+	return append(ps, param{"scene", scene}), req.Validate
+}
+
+// codePalette draws codes black on white, one bit a pixel.
+var codePalette = color.Palette{color.White, color.Black}
+
+// drawCode encodes content as a QR code (error correction M, as WeChat's
+// own images of these codes) width pixels square: whole pixels per
+// module, so every module edge is sharp, centred in at least the quiet
+// zone. The PNG has one bit a pixel.
+func drawCode(content string, width int) ([]byte, error) {
+	code, err := qr.Encode(content, qr.M, qr.Auto)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the code's url as a qr code: %v", err)
+	}
+	n := code.Bounds().Dx()
+	module := width / (n + 2*quietZone)
+	if module < 1 {
+		return nil, fmt.Errorf("a qr code of %d modules does not fit in %d pixels", n, width)
+	}
+	img := image.NewPaletted(image.Rect(0, 0, width, width), codePalette)
+	off := (width - n*module) / 2
+	row := make([]uint8, width)
+	for y := range n {
+		clear(row)
+		for x := range n {
+			if r, _, _, _ := code.At(x, y).RGBA(); r == 0 {
+				for i := range module {
+					row[off+x*module+i] = 1
+				}
+			}
+		}
+		for i := range module {
+			copy(img.Pix[(off+y*module+i)*img.Stride:], row)
+		}
+	}
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, img); err != nil {
+		return nil, fmt.Errorf("encoding a drawn code: %v", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// redraw draws an official account's code anew at width from its
+// content: sharper than resampling the master, and cheaper.
+func redraw(master *entry, width int) (*entry, error) {
+	data, err := drawCode(master.content, width)
+	if err != nil {
+		return nil, err
+	}
+	e := newEntry(data, master.contentType, sha256.Sum256(data), master.stored)
+	e.content = master.content
+	e.setExpiry(master.expires)
+	return e, nil
+}
+
+// setExpiry notes when e's code stops working, zero for never, and when
+// to stop serving it: a renewal margin earlier.
+func (e *entry) setExpiry(expires time.Time) {
+	if expires.IsZero() {
+		return
+	}
+	e.expires = expires
+	margin := min(maxRenewMargin, expires.Sub(e.stored)/renewShare)
+	e.renewAt = expires.Add(-margin)
+	e.expiresHeader = []string{e.renewAt.UTC().Format(http.TimeFormat)}
+}
+
+// stale reports whether e is a temporary code due for renewal.
+func (e *entry) stale() bool {
+	return !e.renewAt.IsZero() && !expiryClock().Before(e.renewAt)
+}
+
+// setFreshness sets Cache-Control, unless a header directive set one: a
+// code that never changes is immutable; a temporary one may be kept until
+// it is renewed, and no later, as Expires says too.
+func setFreshness(hdr http.Header, e *entry) {
+	if _, ok := hdr["Cache-Control"]; ok {
+		return
+	}
+	if e.renewAt.IsZero() {
+		hdr["Cache-Control"] = []string{cacheControl}
+		return
+	}
+	left := max(0, e.renewAt.Sub(expiryClock())/time.Second)
+	hdr["Cache-Control"] = []string{"public, max-age=" + strconv.FormatInt(int64(left), 10)}
+	hdr["Expires"] = e.expiresHeader
+}
