@@ -195,9 +195,9 @@ func TestStatsThroughAdmin(t *testing.T) {
 	waitCached(t, own, 2)
 	// The counts of generated codes are written every few seconds.
 	want := [][]string{
-		{"storage: FileStorage:" + dir + "\n", "codes cached: 5 (", "qrcode     " + testAppID + "   3", "unlimited  " + testAppID + "   1",
-			"wxacode    " + testAppID + "   1", testAppID + "   limited    4 of 100000", testAppID + "   unlimited  1"},
-		{"storage: FileStorage:" + own + "\n", "codes cached: 2 (", "qrcode     " + testAppID + "   2", testAppID + "   limited    2 of 100000"},
+		{"storage: FileStorage:" + dir + "\n", "codes cached: 5 (", "qrcode       " + testAppID + "   3", "unlimited    " + testAppID + "   1",
+			"wxacode      " + testAppID + "   1", testAppID + "   limited      4 of 100000", testAppID + "   unlimited    1"},
+		{"storage: FileStorage:" + own + "\n", "codes cached: 2 (", "qrcode       " + testAppID + "   2", testAppID + "   limited      2 of 100000"},
 	}
 	var stdout, stderr string
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
@@ -281,7 +281,7 @@ func TestIncompleteEnvironment(t *testing.T) {
 		{[]string{"WXQRCODE_SIGN_KEY=" + signKey}, []string{"sign", "--appid", "", target}, "appid is required"},
 		{[]string{"WXQRCODE_SIGN_KEY=short"}, []string{"sign", "--appid", testAppID, target}, "sign_key must be at least 16 characters"},
 		{clean, []string{"sign", "--appid", testAppID, target}, "WXQRCODE_SIGN_KEY is empty"},
-		{[]string{"WXQRCODE_SIGN_KEY=" + signKey}, []string{"sign", "--appid", testAppID, "--api", "qr", target}, "api must be qrcode, wxacode or unlimited"},
+		{[]string{"WXQRCODE_SIGN_KEY=" + signKey}, []string{"sign", "--appid", testAppID, "--api", "qr", target}, "api must be qrcode, wxacode, unlimited, oa_temporary or oa_permanent"},
 		{[]string{"WXQRCODE_SIGN_KEY=short"}, []string{"prefetch", "--appid", testAppID, "--url", "http://127.0.0.1:8080/qr"}, "sign_key must be at least 16 characters"},
 		{clean, []string{"sign", "--appid", testAppID, "--address", "127.0.0.1:1", target}, "--address does not apply"},
 		{clean, []string{"sign", "--key-env", "K", target}, "--key-env does not apply"},

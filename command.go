@@ -56,7 +56,7 @@ listener of the config given by --config, else localhost:2019.
 
 Second form, with no Caddy running:
 
-  caddy wxqrcode sign --appid <appid> [--api qrcode|wxacode|unlimited] [--key-env <var>] <url>...
+  caddy wxqrcode sign --appid <appid> [--api qrcode|wxacode|unlimited|oa_temporary|oa_permanent] [--key-env <var>] <url>...
 
 signs here, for a route with the default templates: the URL's query holds
 path (or scene and page), and width, which is checked but not signed. The

@@ -151,8 +151,8 @@ func TestStats(t *testing.T) {
 	if err != nil {
 		t.Fatalf("stats: %v\n%s", err, out)
 	}
-	for _, want := range []string{"codes cached: 3 (", "qrcode     " + testAppID + "   2", "unlimited  " + testAppID + "   1",
-		testAppID + "   limited    2 of 100000", testAppID + "   unlimited  1"} {
+	for _, want := range []string{"codes cached: 3 (", "qrcode       " + testAppID + "   2", "unlimited    " + testAppID + "   1",
+		testAppID + "   limited      2 of 100000", testAppID + "   unlimited    1"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("stats lacks %q:\n%s", want, out)
 		}

@@ -188,14 +188,14 @@ func (st storageStats) print(out io.Writer) {
 	}
 	fmt.Fprintln(out)
 	for _, a := range st.ByApp {
-		fmt.Fprintf(out, "  %-10s %-20s %d\n", a.API, a.AppID, a.Codes)
+		fmt.Fprintf(out, "  %-12s %-20s %d\n", a.API, a.AppID, a.Codes)
 	}
 	if len(st.Generated) > 0 {
 		fmt.Fprintln(out, "codes generated through the module:")
 	}
 	for _, g := range st.Generated {
-		fmt.Fprintf(out, "  %-20s %-10s %d", g.AppID, g.Group, g.Generated)
-		if g.Group == groupLimited {
+		fmt.Fprintf(out, "  %-20s %-12s %d", g.AppID, g.Group, g.Generated)
+		if g.Group == groupLimited || g.Group == groupOAPermanent {
 			fmt.Fprintf(out, " of %d", lifetimeBudget)
 			if g.NumUsed > 0 {
 				fmt.Fprintf(out, " (WeChat's Num-Used: %d)", g.NumUsed)
