@@ -247,3 +247,29 @@ func TestJSONTimeoutBounds(t *testing.T) {
 		}
 	}
 }
+
+// An unset rotation key is left out, so examples/posters loads outside a
+// rotation; an unset first key (the one that signs) and a short key are
+// refused, naming the key by its placeholder.
+func TestSignKeyRotationUnset(t *testing.T) {
+	t.Setenv("WXQRCODE_TEST_NEW_KEY", signKey)
+	t.Setenv("WXQRCODE_TEST_OLD_KEY", "")
+	t.Setenv("WXQRCODE_TEST_SHORT_KEY", "short")
+	for _, tc := range []struct{ keys, want string }{
+		{"{env.WXQRCODE_TEST_NEW_KEY} {env.WXQRCODE_TEST_OLD_KEY}", ""},
+		{"{env.WXQRCODE_TEST_OLD_KEY} {env.WXQRCODE_TEST_NEW_KEY}", "the first sign_key, {env.WXQRCODE_TEST_OLD_KEY}, is empty"},
+		{"{env.WXQRCODE_TEST_NEW_KEY} {env.WXQRCODE_TEST_SHORT_KEY}", "{env.WXQRCODE_TEST_SHORT_KEY} is 5"},
+	} {
+		cfg, err := adapt(fmt.Sprintf("{\n\tadmin off\n}\nhttp://127.0.0.1:%d {\n\twxqrcode {\n\t\tappid wx1\n\t\tsecret {env.%s}\n\t\tsign_key %s\n\t}\n}\n", freePort(t), secretEnv, tc.keys))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = caddy.Validate(&caddy.Config{AppsRaw: appsOf(t, cfg)})
+		if tc.want == "" && err != nil {
+			t.Errorf("%s: %v, want it to load", tc.keys, err)
+		}
+		if tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
+			t.Errorf("%s: %v, want an error saying %q", tc.keys, err, tc.want)
+		}
+	}
+}

@@ -263,7 +263,7 @@ func offlineHandler(appID, api, key string) (*Handler, error) {
 	}
 	h.resolveConfig()
 	// The key as given: the route resolved its placeholders once, at load.
-	h.signKeys = []string{key}
+	h.signKeys, h.signKeyNames = []string{key}, []string{"the signing key"}
 	if err := h.Validate(); err != nil {
 		return nil, err
 	}

@@ -65,8 +65,8 @@ func (h *Handler) checkConfig() error {
 	if err := h.checkOA(api); err != nil {
 		return err
 	}
-	if msg := h.guardMessage(api); msg != "" {
-		return errors.New(msg)
+	if err := h.checkGuard(api); err != nil {
+		return err
 	}
 	return nil
 }
@@ -202,9 +202,15 @@ func (h *Handler) resolveConfig() {
 	h.page = cmp.Or(h.Page, defaultPage)
 	h.scene = cmp.Or(h.Scene, defaultScene)
 	h.width = cmp.Or(h.Width, defaultWidth)
-	h.signKeys = nil
-	for _, k := range h.SignKey {
-		h.signKeys = append(h.signKeys, repl.ReplaceAll(k, ""))
+	// A rotation key whose placeholder is unset is left out, so that a
+	// config can name the old key's variable outside a rotation; the first
+	// key signs and must be set (Validate).
+	h.signKeys, h.signKeyNames = nil, nil
+	for i, k := range h.SignKey {
+		if v := repl.ReplaceAll(k, ""); v != "" || i == 0 {
+			h.signKeys = append(h.signKeys, v)
+			h.signKeyNames = append(h.signKeyNames, keyName(k))
+		}
 	}
 	// The query parameters the templates read, which a request may give
 	// once only.

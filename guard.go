@@ -2,6 +2,7 @@ package wxqrcode
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -27,70 +28,90 @@ func hasPlaceholder(value string) bool {
 	return placeholder.MatchString(value)
 }
 
-// guardMessage says why the codes the handler can make are unbounded and
-// which line bounds them, or returns "" when the config pins the codes or
-// carries a guard. api is the effective api; the templates may still be
-// empty (their defaults read the query).
-func (h *Handler) guardMessage(api string) string {
+// checkGuard refuses a config whose requests choose among unboundedly many
+// codes without a guard in numbers, saying why and which line bounds them.
+// The error names the option at fault (a glob with a *, or a template that
+// reads the request) where there is one, so the Caddyfile adapter reports
+// its line. api is the effective api; the templates may still be empty
+// (their defaults read the query).
+func (h *Handler) checkGuard(api string) error {
 	if len(h.SignKey) > 0 {
-		return ""
+		return nil
 	}
-	why := h.unboundedBy(api)
+	why, option, index := h.unboundedBy(api)
 	if why == "" {
-		return ""
+		return nil
 	}
 	const signHint = "'sign_key {env.WXQRCODE_SIGN_KEY}'"
+	var msg string
 	if api == apiUnlimited || api == apiOATemporary {
 		for _, c := range h.Caps {
 			if c.By == "" {
-				return ""
+				return nil
 			}
 		}
-		return fmt.Sprintf("api %s has no budget of its own and requests choose %s: "+
+		msg = fmt.Sprintf("api %s has no budget of its own and requests choose %s: "+
 			"add a cap such as 'cap 5000 per 1m' (WeChat's own rate), or %s; "+
 			"a cap per visitor (by) does not bound what all visitors together make", api, why, signHint)
-	}
-	for _, c := range h.Caps {
-		if c.Per == 0 && c.By == "" {
-			return ""
+	} else {
+		for _, c := range h.Caps {
+			if c.Per == 0 && c.By == "" {
+				return nil
+			}
 		}
+		msg = fmt.Sprintf("api %s spends WeChat's lifetime budget of 100,000 codes per app and requests choose %s: "+
+			"add a total such as 'cap 20000', or %s; a cap per window bounds a rate, not the budget", api, why, signHint)
 	}
-	return fmt.Sprintf("api %s spends WeChat's lifetime budget of 100,000 codes per app and requests choose %s: "+
-		"add a total such as 'cap 20000', or %s; a cap per window bounds a rate, not the budget", api, why, signHint)
+	if option == "" {
+		return errors.New(msg)
+	}
+	return &optionError{option, index, errors.New(msg)}
 }
 
 // unboundedBy names what lets requests choose among unboundedly many
-// codes, or returns "" when the config pins them.
-func (h *Handler) unboundedBy(api string) string {
+// codes, and the option at fault ("" for a default template), or returns
+// "" when the config pins them.
+func (h *Handler) unboundedBy(api string) (why, option string, index int) {
 	if readsRequest(h.LineColor) {
-		return fmt.Sprintf("the line colour (line_color %s reads the request)", h.LineColor)
+		return fmt.Sprintf("the line colour (line_color %s reads the request)", h.LineColor), "line_color", 0
 	}
 	if isOA(api) {
 		// allow matches the scene.
-		return h.subjectFree("scene", cmp.Or(h.Scene, "{http.request.uri.query.scene}"))
+		return h.subjectFree("scene", h.Scene, defaultScene)
 	}
 	if api == apiUnlimited {
 		if scene := cmp.Or(h.Scene, defaultScene); readsRequest(scene) {
-			return fmt.Sprintf("the scene (scene %s reads the request; allow matches the page, not the scene)", scene)
+			return fmt.Sprintf("the scene (scene %s reads the request; allow matches the page, not the scene)", scene), setOption("scene", h.Scene), 0
 		}
-		return h.subjectFree("page", cmp.Or(h.Page, defaultPage))
+		return h.subjectFree("page", h.Page, defaultPage)
 	}
-	return h.subjectFree("path", cmp.Or(h.Path, defaultPath))
+	return h.subjectFree("path", h.Path, defaultPath)
 }
 
-// subjectFree names how requests choose the path or page from tmpl, or
-// returns "" when tmpl is fixed or allow lists literal subjects only.
-func (h *Handler) subjectFree(name, tmpl string) string {
-	if !readsRequest(tmpl) {
-		return ""
+// subjectFree names how requests choose the path, page or scene from tmpl
+// (def when empty), and the option at fault, or returns "" when the
+// template is fixed or allow lists literal subjects only.
+func (h *Handler) subjectFree(name, tmpl, def string) (why, option string, index int) {
+	t := cmp.Or(tmpl, def)
+	if !readsRequest(t) {
+		return "", "", 0
 	}
 	if len(h.Allow) == 0 {
-		return fmt.Sprintf("the %s (%s %s reads the request, and no allow list pins it)", name, name, tmpl)
+		return fmt.Sprintf("the %s (%s %s reads the request, and no allow list pins it)", name, name, t), setOption(name, tmpl), 0
 	}
-	for _, g := range h.Allow {
+	for i, g := range h.Allow {
 		if strings.Contains(g, "*") {
-			return fmt.Sprintf("the %s (allow %s has a *)", name, g)
+			return fmt.Sprintf("the %s (allow %s has a *)", name, g), "allow", i
 		}
 	}
-	return ""
+	return "", "", 0
+}
+
+// setOption is name when the user set the option (value), else "": a
+// default has no line of its own.
+func setOption(name, value string) string {
+	if value == "" {
+		return ""
+	}
+	return name
 }

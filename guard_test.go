@@ -21,24 +21,26 @@ func guardConfig(t *testing.T, options string) string {
 // codes is refused at load unless sign_key or a fitting cap bounds them,
 // with the line to add; a config that pins its codes loads as it is.
 func TestGuardRule(t *testing.T) {
+	// line is the option at fault, or the directive's (7) for a default.
 	refused := []struct {
 		name, options string
 		want          []string
+		line          int
 	}{
 		{"qrcode allow *", "allow *", []string{
 			"api qrcode spends WeChat's lifetime budget of 100,000 codes per app and requests choose the path (allow * has a *): " +
-				"add a total such as 'cap 20000', or 'sign_key {env.WXQRCODE_SIGN_KEY}'"}},
+				"add a total such as 'cap 20000', or 'sign_key {env.WXQRCODE_SIGN_KEY}'"}, 10},
 		{"qrcode glob and a window cap", "allow pages/index/index pages/item/item?id=*\ncap 500 per 1h", []string{
 			"api qrcode spends WeChat's lifetime budget of 100,000 codes per app and requests choose the path (allow pages/item/item?id=* has a *): " +
-				"add a total such as 'cap 20000', or 'sign_key {env.WXQRCODE_SIGN_KEY}'; a cap per window bounds a rate, not the budget"}},
-		{"qrcode nothing", "", []string{"requests choose the path (path {http.request.uri.query.path} reads the request, and no allow list pins it)", "'cap 20000'"}},
-		{"wxacode path from a header", "api wxacode\npath {header.X-Page}\ncap 50 per 1m", []string{"api wxacode", "path {http.request.header.X-Page} reads the request", "'cap 20000'"}},
+				"add a total such as 'cap 20000', or 'sign_key {env.WXQRCODE_SIGN_KEY}'; a cap per window bounds a rate, not the budget"}, 10},
+		{"qrcode nothing", "", []string{"requests choose the path (path {http.request.uri.query.path} reads the request, and no allow list pins it)", "'cap 20000'"}, 7},
+		{"wxacode path from a header", "api wxacode\npath {header.X-Page}\ncap 50 per 1m", []string{"api wxacode", "path {http.request.header.X-Page} reads the request", "'cap 20000'"}, 11},
 		{"unlimited scene from the path", "api unlimited\nscene {path.1}\npage pages/item/item", []string{
-			"api unlimited has no budget of its own and requests choose the scene (scene {http.request.uri.path.1} reads the request", "add a cap such as 'cap 5000 per 1m'", "'sign_key {env.WXQRCODE_SIGN_KEY}'"}},
-		{"unlimited default scene, literal pages", "api unlimited\nallow pages/item/item", []string{"requests choose the scene (scene {http.request.uri.query.scene}", "'cap 5000 per 1m'"}},
-		{"unlimited page glob", "api unlimited\nscene s1\nallow pages/*", []string{"requests choose the page (allow pages/* has a *)", "'cap 5000 per 1m'"}},
-		{"line_color from the query", "api wxacode\nallow pages/item/item\nline_color {query.color}", []string{"requests choose the line colour (line_color {http.request.uri.query.color} reads the request)", "'cap 20000'"}},
-		{"unlimited line_color from the query", "api unlimited\nscene s1\npage pages/item/item\nline_color {query.color}", []string{"requests choose the line colour", "'cap 5000 per 1m'"}},
+			"api unlimited has no budget of its own and requests choose the scene (scene {http.request.uri.path.1} reads the request", "add a cap such as 'cap 5000 per 1m'", "'sign_key {env.WXQRCODE_SIGN_KEY}'"}, 11},
+		{"unlimited default scene, literal pages", "api unlimited\nallow pages/item/item", []string{"requests choose the scene (scene {http.request.uri.query.scene}", "'cap 5000 per 1m'"}, 7},
+		{"unlimited page glob", "api unlimited\nscene s1\nallow pages/*", []string{"requests choose the page (allow pages/* has a *)", "'cap 5000 per 1m'"}, 12},
+		{"line_color from the query", "api wxacode\nallow pages/item/item\nline_color {query.color}", []string{"requests choose the line colour (line_color {http.request.uri.query.color} reads the request)", "'cap 20000'"}, 12},
+		{"unlimited line_color from the query", "api unlimited\nscene s1\npage pages/item/item\nline_color {query.color}", []string{"requests choose the line colour", "'cap 5000 per 1m'"}, 13},
 	}
 	for _, tt := range refused {
 		t.Run("refused/"+tt.name, func(t *testing.T) {
@@ -46,7 +48,7 @@ func TestGuardRule(t *testing.T) {
 			if err == nil {
 				t.Fatal("the config was accepted")
 			}
-			for _, want := range append(tt.want, "at Caddyfile:7") {
+			for _, want := range append(tt.want, fmt.Sprintf("at Caddyfile:%d", tt.line)) {
 				if !strings.Contains(err.Error(), want) {
 					t.Errorf("error %q\nwant it to say %q", err, want)
 				}
@@ -116,7 +118,7 @@ func TestGuardRuleJSON(t *testing.T) {
 }
 
 // The built binary refuses the shipped example's old route with the line
-// to add, at its file and line.
+// to add, at the file and line of the glob at fault.
 func TestGuardRuleBinary(t *testing.T) {
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "Caddyfile")
@@ -129,7 +131,7 @@ func TestGuardRuleBinary(t *testing.T) {
 		t.Fatalf("caddy adapt accepted the config:\n%s", out)
 	}
 	want := "api qrcode spends WeChat's lifetime budget of 100,000 codes per app and requests choose the path (allow pages/item/item?id=* has a *): " +
-		"add a total such as 'cap 20000', or 'sign_key {env.WXQRCODE_SIGN_KEY}'; a cap per window bounds a rate, not the budget, at " + cfg + ":2"
+		"add a total such as 'cap 20000', or 'sign_key {env.WXQRCODE_SIGN_KEY}'; a cap per window bounds a rate, not the budget, at " + cfg + ":5"
 	if !strings.Contains(string(out), want) {
 		t.Fatalf("caddy adapt said:\n%s\nwant:\n%s", out, want)
 	}

@@ -158,8 +158,10 @@ type Handler struct {
 	scene    string
 	width    string
 	signKeys []string
-	quota    *quota
-	visitors []*visitorCap
+	// signKeyNames name signKeys in messages: their placeholders.
+	signKeyNames []string
+	quota        *quota
+	visitors     []*visitorCap
 	// visitorKeys are the per-visitor caps' keys in visitorPool.
 	visitorKeys []string
 	// inFlight bounds the calls to WeChat this handler makes at once.
@@ -304,12 +306,25 @@ func (h *Handler) Validate() error {
 	if err := checkValue("api_base", h.apiBase); err != nil {
 		return err
 	}
-	for _, k := range h.signKeys {
+	if len(h.signKeys) > 0 && h.signKeys[0] == "" {
+		return fmt.Errorf("the first sign_key, %s, is empty after resolving placeholders: it is the key that signs, so set it", h.signKeyNames[0])
+	}
+	for i, k := range h.signKeys {
 		if len(k) < minSignKeyLen {
-			return fmt.Errorf("sign_key must be at least %d characters after resolving placeholders (for example: openssl rand -hex 32)", minSignKeyLen)
+			return fmt.Errorf("sign_key must be at least %d characters after resolving placeholders (for example: openssl rand -hex 32); %s is %d",
+				minSignKeyLen, h.signKeyNames[i], len(k))
 		}
 	}
 	return nil
+}
+
+// keyName names a sign_key in a message: by its placeholder, never by a
+// literal key's value.
+func keyName(k string) string {
+	if hasPlaceholder(k) {
+		return k
+	}
+	return "the key written in the config"
 }
 
 // Cleanup finishes storing fetched codes, then releases the pooled token

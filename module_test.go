@@ -80,6 +80,12 @@ func TestConditionalAndHead(t *testing.T) {
 	resp, body := s.get("/qr?path=a")
 	assertImage(t, resp, body, "image/jpeg", 430)
 	etag, modified := resp.Header.Get("ETag"), resp.Header.Get("Last-Modified")
+	if got := resp.Header.Get("Accept-Ranges"); got != "bytes" {
+		t.Errorf("a 200 says Accept-Ranges %q, want bytes", got)
+	}
+	if r, b := s.get("/qr?path=a", "Range", "bytes=0-9"); r.StatusCode != http.StatusPartialContent || !bytes.Equal(b, body[:10]) {
+		t.Errorf("Range: status %d with %d bytes, want 206 and the first 10", r.StatusCode, len(b))
+	}
 
 	if r, b := s.get("/qr?path=a", "If-None-Match", etag); r.StatusCode != http.StatusNotModified || len(b) != 0 || r.Header.Get("X-Content-Type-Options") != "nosniff" {
 		t.Errorf("If-None-Match: status %d with %d bytes, nosniff %q; want 304 and none", r.StatusCode, len(b), r.Header.Get("X-Content-Type-Options"))

@@ -231,7 +231,7 @@ func TestOAConfig(t *testing.T) {
 		want          []string
 	}{
 		{"permanent allow * and a window cap", "api oa_permanent\nallow *\ncap 10 per 1m", []string{
-			"api oa_permanent spends WeChat's lifetime budget of 100,000 codes per app and requests choose the scene (allow * has a *): add a total such as 'cap 20000'", "at Caddyfile:7"}},
+			"api oa_permanent spends WeChat's lifetime budget of 100,000 codes per app and requests choose the scene (allow * has a *): add a total such as 'cap 20000'", "at Caddyfile:11"}},
 		{"permanent scene from the query", "api oa_permanent", []string{"requests choose the scene (scene {http.request.uri.query.scene} reads the request, and no allow list pins it)", "at Caddyfile:7"}},
 		{"temporary scene from the query", "api oa_temporary", []string{
 			"api oa_temporary has no budget of its own and requests choose the scene (scene {http.request.uri.query.scene} reads the request, and no allow list pins it)", "'cap 5000 per 1m'", "at Caddyfile:7"}},

@@ -97,6 +97,8 @@ func serveEntry(w http.ResponseWriter, r *http.Request, e *entry) int {
 	hdr := w.Header()
 	hdr["Content-Type"] = []string{e.contentType}
 	hdr["Etag"] = []string{e.etag}
+	// Ranges work (http.ServeContent below), so say so, as file_server does.
+	hdr["Accept-Ranges"] = []string{"bytes"}
 	setFreshness(hdr, e)
 	if r.Header.Get("Range") != "" || r.Header.Get("If-None-Match") != "" || r.Header.Get("If-Modified-Since") != "" ||
 		r.Header.Get("If-Match") != "" || r.Header.Get("If-Unmodified-Since") != "" {
