@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/makiuchi-d/gozxing"
-	"github.com/makiuchi-d/gozxing/qrcode"
 )
 
 // SetExpiryClock makes f the time temporary codes are kept against, until
@@ -28,19 +27,7 @@ func ScanOACode(data []byte) (string, error) {
 	if got, err := ScanCode(data); err == nil {
 		return got, nil
 	}
-	img, _, err := image.Decode(bytes.NewReader(data))
-	if err != nil {
-		return "", err
-	}
-	bmp, err := gozxing.NewBinaryBitmapFromImage(img)
-	if err != nil {
-		return "", err
-	}
-	res, err := qrcode.NewQRCodeReader().Decode(bmp, map[gozxing.DecodeHintType]any{gozxing.DecodeHintType_PURE_BARCODE: true})
-	if err != nil {
-		return "", err
-	}
-	return res.GetText(), nil
+	return scan(data, map[gozxing.DecodeHintType]any{gozxing.DecodeHintType_PURE_BARCODE: true})
 }
 
 const testOAURL = "http://weixin.qq.com/q/02AbCdEfGhIjKlMnOpQrSt"

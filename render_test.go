@@ -19,6 +19,11 @@ import (
 // ScanCode decodes the QR code in an encoded image, drawn on white where
 // it is transparent, and returns its content.
 func ScanCode(data []byte) (string, error) {
+	return scan(data, nil)
+}
+
+// scan decodes data with gozxing's QR reader and hints.
+func scan(data []byte, hints map[gozxing.DecodeHintType]any) (string, error) {
 	img, _, err := image.Decode(bytes.NewReader(data))
 	if err != nil {
 		return "", err
@@ -27,7 +32,7 @@ func ScanCode(data []byte) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	res, err := qrcode.NewQRCodeReader().Decode(bmp, nil)
+	res, err := qrcode.NewQRCodeReader().Decode(bmp, hints)
 	if err != nil {
 		return "", err
 	}
