@@ -24,6 +24,7 @@ func init() {
 //
 //	POST /wxqrcode/sign   {"urls": [...]} → {"results": [signResult...]}
 //	GET  /wxqrcode/stats  → {"storages": [storageStats...]}
+//	POST /wxqrcode/purge  {"urls": [...]} or {"appid": ...} → purgeResponse
 type adminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -39,6 +40,7 @@ func (a adminAPI) Routes() []caddy.AdminRoute {
 	return []caddy.AdminRoute{
 		{Pattern: "/wxqrcode/sign", Handler: caddy.AdminHandlerFunc(a.handleSign)},
 		{Pattern: "/wxqrcode/stats", Handler: caddy.AdminHandlerFunc(a.handleStats)},
+		{Pattern: "/wxqrcode/purge", Handler: caddy.AdminHandlerFunc(a.handlePurge)},
 	}
 }
 
@@ -99,8 +101,8 @@ func (adminAPI) handleStats(w http.ResponseWriter, r *http.Request) error {
 		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: errors.New("method not allowed: GET")}
 	}
 	res := statsResponse{Storages: []storageStats{}}
-	for _, storage := range handlerStorages() {
-		res.Storages = append(res.Storages, readStats(r.Context(), storage))
+	for _, st := range runningStores() {
+		res.Storages = append(res.Storages, readStats(r.Context(), st.storage))
 	}
 	return writeJSON(w, res)
 }
@@ -111,7 +113,7 @@ func writeJSON(w http.ResponseWriter, v any) error {
 }
 
 // handlers are the provisioned wxqrcode handlers, for the admin API's
-// stats: Provision adds a handler, Cleanup removes it.
+// stats and purge: Provision adds a handler, Cleanup removes it.
 var handlers = struct {
 	sync.Mutex
 	all map[*Handler]struct{}
@@ -129,21 +131,36 @@ func unregisterHandler(h *Handler) {
 	delete(handlers.all, h)
 }
 
-// handlerStorages returns the storages of the provisioned handlers, one
-// for each storeID: the handlers of a config sharing a storage, and
-// those of the old and new config during a reload, read it once.
-func handlerStorages() []certmagic.Storage {
+// store is a storage of the provisioned handlers, with the memory caches
+// in front of it.
+type store struct {
+	id      string
+	storage certmagic.Storage
+	mems    []*memoryCache
+}
+
+// runningStores returns the storages of the provisioned handlers, one for
+// each storeID: the handlers of a config sharing a storage, and those of
+// the old and new config during a reload, use it once.
+func runningStores() []*store {
 	handlers.Lock()
 	defer handlers.Unlock()
-	byID := map[string]certmagic.Storage{}
+	byID := map[string]*store{}
 	for h := range handlers.all {
-		byID[h.storeID] = h.cache.storage
+		st := byID[h.storeID]
+		if st == nil {
+			st = &store{id: h.storeID, storage: h.cache.storage}
+			byID[h.storeID] = st
+		}
+		if h.mem != nil && !slices.Contains(st.mems, h.mem) {
+			st.mems = append(st.mems, h.mem)
+		}
 	}
-	storages := make([]certmagic.Storage, 0, len(byID))
+	stores := make([]*store, 0, len(byID))
 	for _, id := range slices.Sorted(maps.Keys(byID)) {
-		storages = append(storages, byID[id])
+		stores = append(stores, byID[id])
 	}
-	return storages
+	return stores
 }
 
 // Interface guards

@@ -18,7 +18,7 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "wxqrcode",
-		Usage: "sign|prefetch|stats ...",
+		Usage: "sign|prefetch|stats|purge ...",
 		Short: "Tools for the wxqrcode module",
 		Long: `
 Tools for the wxqrcode handler.
@@ -26,12 +26,13 @@ Tools for the wxqrcode handler.
   sign       prints code URLs with their signatures, for routes with sign_key
   prefetch   fills the cache with the codes of a list
   stats      shows what the cache holds and the codes generated per app
+  purge      removes codes from the cache
 
-sign and stats ask the running Caddy through its admin API, so that they
+sign, stats and purge ask the running Caddy through its admin API, so that they
 see the config as it runs.
 `,
 		CobraFunc: func(cmd *cobra.Command) {
-			cmd.AddCommand(signCommand(), prefetchCommand(), statsCommand())
+			cmd.AddCommand(signCommand(), prefetchCommand(), statsCommand(), purgeCommand())
 		},
 	})
 }

@@ -29,6 +29,10 @@ type probe struct {
 	sig string
 	// refused is what the handler would answer instead of a code.
 	refused *problem
+	// handler and canonical are the handler reached and the canonical
+	// request it resolved, for caddy wxqrcode purge.
+	handler   *Handler
+	canonical string
 }
 
 // probed answers the probe r carries, if any, and reports whether it
@@ -41,11 +45,13 @@ func (h *Handler) probed(r *http.Request) bool {
 		return false
 	}
 	p.reached = true
+	p.handler = h
 	cr, _, err := h.codeRequestOf(r)
 	if err != nil {
 		p.refused = asProblem(err)
 		return true
 	}
+	p.canonical = cr.canonical
 	if len(h.signKeys) > 0 {
 		p.sig = sign(h.signKeys[0], cr.canonical)
 	}
@@ -75,16 +81,30 @@ type signResult struct {
 	ErrCode int    `json:"errcode,omitempty"`
 }
 
-// probeURL runs a GET of rawURL through the server of app listening on
-// the URL's port, with a probe, and says what the wxqrcode handler that
-// serves it would make of it. The handlers before that one run as for a
-// visitor; remoteAddr is the client address the routes see.
+// probeURL runs rawURL through the routes of app with a probe and says
+// what the wxqrcode handler that serves it would make of it.
 func probeURL(ctx context.Context, app *caddyhttp.App, rawURL, remoteAddr string) signResult {
 	res := signResult{URL: rawURL}
+	p, u, why := probeRoute(ctx, app, rawURL, remoteAddr)
+	switch {
+	case why != "":
+		res.Error = why
+	case p.refused != nil:
+		res.Error, res.ErrCode = p.refused.message, p.refused.code
+	case p.sig != "":
+		res.URL, res.Signed = withSig(u, p.sig).String(), true
+	}
+	return res
+}
+
+// probeRoute runs a GET of rawURL through the server of app listening on
+// the URL's port, with a probe, and returns the probe and the URL, or why
+// no wxqrcode handler serves it. The handlers before that one run as for
+// a visitor; remoteAddr is the client address the routes see.
+func probeRoute(ctx context.Context, app *caddyhttp.App, rawURL, remoteAddr string) (p *probe, u *url.URL, why string) {
 	u, err := url.Parse(rawURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		res.Error = "want an absolute http or https URL"
-		return res
+		return nil, nil, "want an absolute http or https URL"
 	}
 	port := u.Port()
 	if port == "" {
@@ -92,14 +112,12 @@ func probeURL(ctx context.Context, app *caddyhttp.App, rawURL, remoteAddr string
 	}
 	srv := serverOn(app, u.Hostname(), port)
 	if srv == nil {
-		res.Error = fmt.Sprintf("no server of the running config listens on port %s", port)
-		return res
+		return nil, nil, fmt.Sprintf("no server of the running config listens on port %s", port)
 	}
-	p := new(probe)
+	p = new(probe)
 	r, err := http.NewRequestWithContext(context.WithValue(ctx, probeKey{}, p), http.MethodGet, rawURL, nil)
 	if err != nil {
-		res.Error = err.Error()
-		return res
+		return nil, nil, err.Error()
 	}
 	r.RequestURI = u.RequestURI()
 	r.RemoteAddr = remoteAddr
@@ -111,18 +129,13 @@ func probeURL(ctx context.Context, app *caddyhttp.App, rawURL, remoteAddr string
 		}
 	}
 	w := &probeWriter{header: http.Header{}}
-	aborted := serveProbe(srv, w, r)
-	switch {
+	switch aborted := serveProbe(srv, w, r); {
 	case aborted:
-		res.Error = "no wxqrcode handler serves it: the routes abort the request first"
+		return nil, nil, "no wxqrcode handler serves it: the routes abort the request first"
 	case !p.reached:
-		res.Error = fmt.Sprintf("no wxqrcode handler serves it: the routes answer %d first", w.code())
-	case p.refused != nil:
-		res.Error, res.ErrCode = p.refused.message, p.refused.code
-	case p.sig != "":
-		res.URL, res.Signed = withSig(u, p.sig).String(), true
+		return nil, nil, fmt.Sprintf("no wxqrcode handler serves it: the routes answer %d first", w.code())
 	}
-	return res
+	return p, u, ""
 }
 
 // serveProbe serves r, reporting a request the routes abort (the abort
