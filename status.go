@@ -123,6 +123,14 @@ func untilBeijingMidnight(now time.Time) time.Duration {
 	return next.Sub(now)
 }
 
+// setRetryAfter sets Retry-After, in whole seconds rounded up, when the
+// problem passes.
+func (p *problem) setRetryAfter(hdr http.Header) {
+	if p.retryAfter > 0 {
+		hdr.Set("Retry-After", strconv.Itoa(int((p.retryAfter+time.Second-1)/time.Second)))
+	}
+}
+
 // write sends the problem with headers that keep it out of every cache.
 func (p *problem) write(w http.ResponseWriter) {
 	hdr := w.Header()
@@ -130,9 +138,7 @@ func (p *problem) write(w http.ResponseWriter) {
 	hdr.Set("Cache-Control", "no-store")
 	hdr.Del("ETag")
 	hdr.Del("Last-Modified")
-	if p.retryAfter > 0 {
-		hdr.Set("Retry-After", strconv.Itoa(int((p.retryAfter+time.Second-1)/time.Second)))
-	}
+	p.setRetryAfter(hdr)
 	hdr.Set("Content-Length", strconv.Itoa(len(p.body)))
 	w.WriteHeader(p.status)
 	_, _ = w.Write(p.body)
