@@ -47,15 +47,15 @@ func (h *Handler) checkConfig() error {
 	if h.AppID == "" {
 		return fmt.Errorf("appid is required: the mini-program's appid, or a placeholder such as {env.WX_APPID}")
 	}
-	if h.Secret == "" && h.usesSecret() {
-		return fmt.Errorf("secret is required: a placeholder such as {env.WX_SECRET} or {file./run/secrets/wx_secret}")
-	}
 	api := cmp.Or(h.API, apiQRCode)
 	if err := h.checkValues(); err != nil {
 		return err
 	}
 	if err := h.checkToken(); err != nil {
 		return err
+	}
+	if h.Secret == "" && h.usesSecret() {
+		return fmt.Errorf("secret is required: a placeholder such as {env.WX_SECRET} or {file./run/secrets/wx_secret}")
 	}
 	if err := h.checkLists(); err != nil {
 		return err

@@ -61,9 +61,14 @@ func busyProblem() *problem {
 func problemFor(err error) *problem {
 	var werr *wechat.Error
 	var terr *wechat.TokenError
-	if errors.As(err, &terr) && errors.As(err, &werr) {
-		// The detail, which may name the server's IP, goes to the log only.
-		return localProblem(http.StatusBadGateway, werr.Code, "wxqrcode: the server could not get an access token from wechat; its log says why")
+	if errors.As(err, &terr) {
+		// The detail, which may name the server's IP or the token
+		// server's address, goes to the log only.
+		code := codeUpstreamFailed
+		if errors.As(err, &werr) {
+			code = werr.Code
+		}
+		return localProblem(http.StatusBadGateway, code, "wxqrcode: the server could not get an access token; its log says why")
 	}
 	if errors.As(err, &werr) {
 		p := localProblem(wechatStatus(werr.Code), werr.Code, werr.Message)
