@@ -84,7 +84,7 @@ func (h *Handler) fail(w http.ResponseWriter, cr *codeRequest, err error) error 
 		h.logger.Debug("code request refused", fields...)
 	}
 	if h.caddyErrors {
-		p.setRetryAfter(w.Header())
+		p.setHeaders(w.Header())
 		return caddyhttp.Error(p.status, fmt.Errorf("errcode %d: %s", p.code, p.message))
 	}
 	p.write(w)

@@ -128,9 +128,13 @@ func untilBeijingMidnight(now time.Time) time.Duration {
 	return next.Sub(now)
 }
 
-// setRetryAfter sets Retry-After, in whole seconds rounded up, when the
-// problem passes.
-func (p *problem) setRetryAfter(hdr http.Header) {
+// setHeaders sets the headers of any answer to the problem, whoever
+// writes it: none that would let a cache keep it, and Retry-After, in
+// whole seconds rounded up, when the problem passes.
+func (p *problem) setHeaders(hdr http.Header) {
+	hdr.Set("Cache-Control", "no-store")
+	hdr.Del("ETag")
+	hdr.Del("Last-Modified")
 	if p.retryAfter > 0 {
 		hdr.Set("Retry-After", strconv.Itoa(int((p.retryAfter+time.Second-1)/time.Second)))
 	}
@@ -140,10 +144,7 @@ func (p *problem) setRetryAfter(hdr http.Header) {
 func (p *problem) write(w http.ResponseWriter) {
 	hdr := w.Header()
 	hdr.Set("Content-Type", "application/json; charset=utf-8")
-	hdr.Set("Cache-Control", "no-store")
-	hdr.Del("ETag")
-	hdr.Del("Last-Modified")
-	p.setRetryAfter(hdr)
+	p.setHeaders(hdr)
 	hdr.Set("Content-Length", strconv.Itoa(len(p.body)))
 	w.WriteHeader(p.status)
 	_, _ = w.Write(p.body)
