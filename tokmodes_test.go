@@ -146,12 +146,15 @@ func TestTokenModesConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := adapt(fmt.Sprintf(site, tt.options))
+			cfg, err := adapt(fmt.Sprintf(site, tt.options))
 			switch {
 			case tt.err == "" && err != nil:
 				t.Errorf("refused: %v", err)
 			case tt.err != "" && (err == nil || !strings.Contains(err.Error(), tt.err)):
 				t.Errorf("got %v, want an error with %q", err, tt.err)
+			}
+			if err == nil && strings.Contains(tt.options, "header") && !strings.Contains(string(cfg), `"token_header":{"Authorization":["Bearer {env.X}"]}`) {
+				t.Errorf("the JSON has no token_header: %s", cfg)
 			}
 			if err != nil && strings.Contains(err.Error(), "hush") {
 				t.Errorf("the error shows the URL's query: %v", err)
@@ -193,6 +196,9 @@ func TestErrorsCaddy(t *testing.T) {
 			resp, body := s.get(tt.uri)
 			if resp.StatusCode != tt.status || !strings.HasPrefix(string(body), tt.body) {
 				t.Errorf("%d %q, want %d %q...", resp.StatusCode, body, tt.status, tt.body)
+			}
+			if got := resp.Header.Get("Cache-Control"); got != "no-store" {
+				t.Errorf("Cache-Control %q, want no-store", got)
 			}
 			if tt.status == http.StatusTooManyRequests && resp.Header.Get("Retry-After") != "60" {
 				t.Errorf("Retry-After %q, want 60", resp.Header.Get("Retry-After"))
