@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2"
+
 	"github.com/wxqrcode/caddy-wxqrcode/wechat/wechattest"
 )
 
@@ -42,7 +44,7 @@ func TestTokenURL(t *testing.T) {
 	t.Setenv("WXQRCODE_TEST_TOKEN_URL", fake.CentralTokenURL())
 	t.Setenv("WXQRCODE_TEST_CENTRAL_KEY", "central-key")
 	down := fmt.Sprintf("http://127.0.0.1:%d/token", freePort(t))
-	s := startSite(t, fake, "", noSecretBlock(fake, "/qr", `token url {env.WXQRCODE_TEST_TOKEN_URL} {
+	s := startSite(t, fake, "", "metrics /metrics\n\t"+noSecretBlock(fake, "/qr", `token url {env.WXQRCODE_TEST_TOKEN_URL} {
 	header Authorization "Bearer {env.WXQRCODE_TEST_CENTRAL_KEY}"
 }
 allow pages/*
@@ -53,6 +55,8 @@ cap 100000`)+
 		// Its own token source: another URL of the same server.
 		noSecretBlock(fake, "/garbage", "token url "+fake.CentralTokenURL()+"?route=garbage\nallow pages/*\ncap 100000"))
 	central := func() int { return fake.Calls(wechattest.PathCentralToken) }
+	const fetched = `caddy_wxqrcode_token_fetches_total{endpoint="url",errcode="0"}`
+	metricsBefore, _ := scrape(t, s)
 
 	resp, body := s.get("/qr?path=pages/item/item%3Fid%3D1")
 	assertImage(t, resp, body, "image/jpeg", 430)
@@ -60,6 +64,9 @@ cap 100000`)+
 	assertImage(t, resp, body, "image/jpeg", 430)
 	if n := central(); n != 1 {
 		t.Errorf("%d requests to the token server for two codes, want 1 (the token reused)", n)
+	}
+	if after, _ := scrape(t, s); after[fetched]-metricsBefore[fetched] != 1 {
+		t.Errorf("%s went from %v to %v, want one more", fetched, metricsBefore[fetched], after[fetched])
 	}
 
 	fake.InvalidateTokens()
@@ -160,6 +167,19 @@ func TestTokenModesConfig(t *testing.T) {
 				t.Errorf("the error shows the URL's query: %v", err)
 			}
 		})
+	}
+}
+
+// A token server URL from a placeholder is checked once resolved.
+func TestTokenURLResolved(t *testing.T) {
+	t.Setenv("WXQRCODE_TEST_TOKEN_URL", "ftp://tokens.example.com/wx")
+	cfg, err := adapt(caddyfile(t, freePort(t), t.TempDir(), "wxqrcode /qr {\n\t\tappid "+testAppID+
+		"\n\t\ttoken url {env.WXQRCODE_TEST_TOKEN_URL}\n\t\tallow pages/item/item\n\t}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := caddy.Validate(configOf(t, cfg)); err == nil || !strings.Contains(err.Error(), `token url must be an http or https URL, not "ftp://tokens.example.com/wx"`) {
+		t.Errorf("got %v, want the resolved URL refused", err)
 	}
 }
 
