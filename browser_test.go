@@ -418,3 +418,85 @@ func TestBrowserCanvas(t *testing.T) {
 		t.Errorf("the code without CORS: %+v, want one blocked for a missing Access-Control-Allow-Origin", got)
 	}
 }
+
+// fallbackPage has a code that loads and two that cannot be made.
+const fallbackPage = `<!doctype html>
+<html>
+<head>
+<meta charset="utf-8">
+<title>fallback</title>
+<script>
+window.results = {};
+function done(img, ok) {
+	window.results[img.id] = {ok: ok, width: img.naturalWidth, height: img.naturalHeight};
+}
+</script>
+</head>
+<body>
+<img id="code" src="/qr?path=pages/item/item%3Fid%3D42" onload="done(this, true)" onerror="done(this, false)">
+<img id="forbidden" src="/qr?path=admin/index" onload="done(this, true)" onerror="done(this, false)">
+<img id="refused" src="/qr?path=pages/index/index%3Fgone%3D1" onload="done(this, true)" onerror="done(this, false)">
+</body>
+</html>
+`
+
+// examples/fallback: with errors caddy and handle_errors, an <img> for a
+// code that cannot be made shows the placeholder, not a broken image,
+// and the failure's status still reaches the browser.
+func TestBrowserFallback(t *testing.T) {
+	ctx := newBrowser(t)
+	fake := newFake(t)
+	web := t.TempDir()
+	if err := os.WriteFile(filepath.Join(web, "index.html"), []byte(fallbackPage), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	placeholders, err := filepath.Abs(filepath.Join("examples", "fallback"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As examples/fallback/Caddyfile, on the fake.
+	s := startSite(t, fake, "", qrBlock(fake, "allow pages/index/index* pages/item/item?id=*\ncap 20000\nerrors caddy")+
+		"root * "+web+"\n\tfile_server\n\t"+
+		`handle_errors {
+		@code path /qr
+		handle @code {
+			rewrite * /placeholder.png
+			file_server {
+				root `+placeholders+`
+			}
+		}
+		respond "{err.status_code} {err.message}"
+	}
+	`)
+	// The good code is made now, so that the one refusal below meets the
+	// other code, whichever the browser asks for first.
+	resp, body := s.get("/qr?path=pages/item/item%3Fid%3D42")
+	assertImage(t, resp, body, "image/jpeg", 430)
+	fake.Inject(wechattest.PathQRCode, wechattest.Fault{ErrCode: 41030}, 1)
+
+	log := newNetLog()
+	if err := chromedp.Listen(ctx, log.listen); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Call(ctx, network.Enable, network.EnableParams{}); err != nil {
+		t.Fatal(err)
+	}
+	results := loadPage(t, ctx, chromedp.Navigate(s.url+"/"), 3)
+	// The placeholder is 256 pixels square; a code here, 430.
+	for id, want := range map[string]int{"code": 430, "forbidden": 256, "refused": 256} {
+		if got := results[id]; !got.OK || got.Width != want || got.Height != want {
+			t.Errorf("<img id=%s>: %+v, want loaded at %dx%d", id, got, want, want)
+		}
+	}
+	seen := log.take()
+	t.Logf("responses: %+v", seen)
+	for uri, want := range map[string]exchange{
+		"/qr?path=pages/item/item%3Fid%3D42":    {status: 200, mimeType: "image/jpeg"},
+		"/qr?path=admin/index":                  {status: 403, mimeType: "image/png"},
+		"/qr?path=pages/index/index%3Fgone%3D1": {status: 400, mimeType: "image/png"}, // WeChat's 41030
+	} {
+		if got := seen[uri]; len(got) != 1 || got[0] != want {
+			t.Errorf("%s: %+v, want one %+v", uri, got, want)
+		}
+	}
+}

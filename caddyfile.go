@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net/http"
 	"strconv"
 
 	"github.com/caddyserver/caddy/v2"
@@ -45,16 +46,19 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    check_path  <template>
 //	    cache_dir   <dir>
 //	    storage     <module> { ... }
-//	    token       stable|classic
+//	    token       stable|classic|none|url <url> [{
+//	        header <name> <value>
+//	    }]
 //	    api_base    <url>
 //	    timeout     <duration>          (0: the default, 10s)
 //	    allow       <glob...>
 //	    sign_key    <key...>
 //	    cap         <n> [per <duration> [by <template>]]
+//	    errors      json|caddy
 //	    memory_cache <size>|off
 //	}
 //
-// appid and secret are required. When requests choose the codes (a path,
+// appid is required, and secret with token stable or classic. When requests choose the codes (a path,
 // page, scene or line_color template reads the request, and no allow list
 // of literal paths pins it), qrcode, wxacode and oa_permanent need sign_key
 // or a cap without per (a total budget), and unlimited and oa_temporary
@@ -155,6 +159,8 @@ func (h *Handler) unmarshalOption(d *caddyfile.Dispenser, name string) (int, err
 		})
 	case "storage":
 		return 1, h.unmarshalStorage(d)
+	case "token":
+		return 1, h.unmarshalToken(d)
 	}
 	return 0, d.Errf("unknown subdirective %q", name)
 }
@@ -189,8 +195,8 @@ func (h *Handler) stringOption(name string) *string {
 		return &h.CheckPath
 	case "cache_dir":
 		return &h.CacheDir
-	case "token":
-		return &h.Token
+	case "errors":
+		return &h.Errors
 	case "api_base":
 		return &h.APIBase
 	}
@@ -207,6 +213,41 @@ func oneArg(d *caddyfile.Dispenser, set func(string) error) error {
 	}
 	if d.NextArg() {
 		return d.ArgErr()
+	}
+	return nil
+}
+
+// unmarshalToken reads token <mode>, or token url <url> with an optional
+// block of header lines for the token server.
+func (h *Handler) unmarshalToken(d *caddyfile.Dispenser) error {
+	if h.Token != "" {
+		return d.Errf("token given twice")
+	}
+	if !d.NextArg() {
+		return d.ArgErr()
+	}
+	h.Token = d.Val()
+	if h.Token == tokenURL {
+		if !d.NextArg() {
+			return d.Errf("token url needs the token server's URL: token url <url>")
+		}
+		h.TokenURL = d.Val()
+	}
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if d.Val() != "header" {
+			return d.Errf("unknown token option %q: token url takes header <name> <value> lines", d.Val())
+		}
+		args := d.RemainingArgs()
+		if len(args) != 2 {
+			return d.Errf("header takes <name> <value>; quote a value with spaces")
+		}
+		if h.TokenHeader == nil {
+			h.TokenHeader = http.Header{}
+		}
+		h.TokenHeader.Add(args[0], args[1])
 	}
 	return nil
 }

@@ -132,7 +132,7 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"unknown subdirective", head + "\tcolour red\n\tallow *\n}", 5, `unknown subdirective "colour"`},
 		{"bad api", head + "\tapi barcode\n\tallow *\n}", 5, "api must be qrcode, wxacode, unlimited, oa_temporary or oa_permanent"},
 		{"api placeholder", head + "\tapi {query.api}\n\tallow *\n}", 5, "api must be"},
-		{"bad token", head + "\ttoken shared\n\tallow *\n}", 5, "token must be stable or classic"},
+		{"bad token", head + "\ttoken shared\n\tallow *\n}", 5, "token must be stable, classic, url <url> or none"},
 		{"bad api_base", head + "\tapi_base ftp://x\n\tallow *\n}", 5, "api_base must be an http or https URL"},
 		{"bad width", head + "\twidth 2000\n\tallow *\n}", 5, "width must be a whole number from 280 to 1280"},
 		{"bad line_color", head + "\tapi wxacode\n\tline_color red\n\tallow *\n}", 6, "line_color must be"},

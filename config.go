@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -46,12 +47,15 @@ func (h *Handler) checkConfig() error {
 	if h.AppID == "" {
 		return fmt.Errorf("appid is required: the mini-program's appid, or a placeholder such as {env.WX_APPID}")
 	}
-	if h.Secret == "" {
-		return fmt.Errorf("secret is required: a placeholder such as {env.WX_SECRET} or {file./run/secrets/wx_secret}")
-	}
 	api := cmp.Or(h.API, apiQRCode)
 	if err := h.checkValues(); err != nil {
 		return err
+	}
+	if err := h.checkToken(); err != nil {
+		return err
+	}
+	if h.Secret == "" && h.usesSecret() {
+		return fmt.Errorf("secret is required: a placeholder such as {env.WX_SECRET} or {file./run/secrets/wx_secret}")
 	}
 	if err := h.checkLists(); err != nil {
 		return err
@@ -74,7 +78,7 @@ func (h *Handler) checkConfig() error {
 // checkValues checks the options that take one value.
 func (h *Handler) checkValues() error {
 	values := []struct{ name, value string }{
-		{"api", h.API}, {"token", h.Token}, {"api_base", h.APIBase},
+		{"api", h.API}, {"token", h.Token}, {"errors", h.Errors},
 		{"width", h.Width}, {"line_color", h.LineColor}, {"env_version", h.EnvVersion},
 		{"auto_color", h.AutoColor}, {"is_hyaline", h.IsHyaline}, {"check_path", h.CheckPath},
 	}
@@ -82,6 +86,9 @@ func (h *Handler) checkValues() error {
 		if err := checkValue(v.name, v.value); err != nil {
 			return optionErr(v.name, err)
 		}
+	}
+	if err := checkAPIBase(h.APIBase, h.Token == tokenNone); err != nil {
+		return optionErr("api_base", err)
 	}
 	if h.Timeout < 0 || time.Duration(h.Timeout) > maxTimeout {
 		return optionErr("timeout", fmt.Errorf("timeout must be at most 1h and not negative (0 means the default, 10s)"))
@@ -130,7 +137,7 @@ func (h *Handler) checkAPIOptions(api string) error {
 // checkValue rejects a bad value of a single option. Templates are checked
 // per request instead.
 func checkValue(name, value string) error {
-	if value == "" || (strings.Contains(value, "{") && name != "api" && name != "token") {
+	if value == "" || (strings.Contains(value, "{") && name != "api" && name != "token" && name != "errors") {
 		return nil
 	}
 	var err error
@@ -140,11 +147,13 @@ func checkValue(name, value string) error {
 			return fmt.Errorf("api must be qrcode, wxacode, unlimited, oa_temporary or oa_permanent, not %q", value)
 		}
 	case "token":
-		if value != tokenStable && value != tokenClassic {
-			return fmt.Errorf("token must be stable or classic, not %q", value)
+		if value != tokenStable && value != tokenClassic && value != tokenURL && value != tokenNone {
+			return fmt.Errorf("token must be stable, classic, url <url> or none, not %q", value)
 		}
-	case "api_base":
-		return checkAPIBase(value)
+	case "errors":
+		if value != errorsJSON && value != errorsCaddy {
+			return fmt.Errorf("errors must be json or caddy, not %q", value)
+		}
 	case "width":
 		_, err = parseWidth(value)
 	case "line_color":
@@ -166,15 +175,76 @@ func checkValue(name, value string) error {
 	return err
 }
 
-func checkAPIBase(value string) error {
+// checkAPIBase checks api_base, unless it is empty or a placeholder,
+// checked once resolved. noToken says no secret or token travels to it,
+// so that plain http may go to any host: WeChat Cloud Hosting's open API
+// service is http://api.weixin.qq.com, seen from inside the platform.
+func checkAPIBase(value string, noToken bool) error {
+	if value == "" || strings.Contains(value, "{") {
+		return nil
+	}
 	u, err := url.Parse(value)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
 		return fmt.Errorf("api_base must be an http or https URL such as %s, not %q", wechat.DefaultBaseURL, value)
 	}
-	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
-		return fmt.Errorf("api_base needs https: the secret and the access token travel to it (plain http only to a loopback host such as 127.0.0.1), not %q", value)
+	if u.Scheme == "http" && !noToken && !isLoopback(u.Hostname()) {
+		return fmt.Errorf("api_base needs https: the secret and the access token travel to it (plain http only to a loopback host such as 127.0.0.1, or with token none), not %q", value)
 	}
 	return nil
+}
+
+// usesSecret reports whether the token mode asks WeChat for tokens with
+// the secret: url and none leave that to a token server or the platform.
+func (h *Handler) usesSecret() bool {
+	return h.Token != tokenURL && h.Token != tokenNone
+}
+
+// checkToken checks token_url and token_header, which go with token url
+// only.
+func (h *Handler) checkToken() error {
+	if h.Token != tokenURL {
+		if h.TokenURL != "" || len(h.TokenHeader) > 0 {
+			return optionErr("token", fmt.Errorf("token_url and token_header go with token url only"))
+		}
+		return nil
+	}
+	if h.TokenURL == "" {
+		return optionErr("token", fmt.Errorf("token url needs the token server's URL: token url <url>"))
+	}
+	if !strings.Contains(h.TokenURL, "{") {
+		if err := checkTokenURL(h.TokenURL); err != nil {
+			return optionErr("token", err)
+		}
+	}
+	for name, values := range h.TokenHeader {
+		if name == "" || len(values) == 0 {
+			return optionErr("token", fmt.Errorf("token_header: each header needs a name and a value"))
+		}
+	}
+	return nil
+}
+
+// checkTokenURL refuses a token server URL that is not http or https.
+func checkTokenURL(value string) error {
+	u, err := url.Parse(value)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("token url must be an http or https URL, not %q", redactURL(value))
+	}
+	return nil
+}
+
+// redactURL hides a URL's user info and query, which may hold a
+// credential, for an error message.
+func redactURL(value string) string {
+	u, err := url.Parse(value)
+	if err != nil {
+		return "an unparsable URL"
+	}
+	u.User = nil
+	if u.RawQuery != "" {
+		u.RawQuery = "..."
+	}
+	return u.String()
 }
 
 // isLoopback reports whether host, a URL's hostname, is this machine.
@@ -197,6 +267,17 @@ func (h *Handler) resolveConfig() {
 	h.api = cmp.Or(h.API, apiQRCode)
 	h.token = cmp.Or(h.Token, tokenStable)
 	h.apiBase = strings.TrimRight(cmp.Or(repl.ReplaceAll(h.APIBase, ""), wechat.DefaultBaseURL), "/")
+	h.tokenURL = repl.ReplaceAll(h.TokenURL, "")
+	h.tokenHeader = nil
+	for name, values := range h.TokenHeader {
+		if h.tokenHeader == nil {
+			h.tokenHeader = http.Header{}
+		}
+		for _, v := range values {
+			h.tokenHeader.Add(name, repl.ReplaceAll(v, ""))
+		}
+	}
+	h.caddyErrors = h.Errors == errorsCaddy
 	h.timeout = cmp.Or(time.Duration(h.Timeout), defaultTimeout)
 	h.path = cmp.Or(h.Path, defaultPath)
 	h.page = cmp.Or(h.Page, defaultPage)
@@ -235,6 +316,13 @@ func (h *Handler) warnLiteralSecrets() {
 	for i, k := range h.SignKey {
 		if !hasPlaceholder(k) {
 			h.logger.Warn("a sign_key is written in the config: "+advice, zap.Int("sign_key", i+1))
+		}
+	}
+	for name, values := range h.TokenHeader {
+		for _, v := range values {
+			if !hasPlaceholder(v) {
+				h.logger.Warn("a token_header value is written in the config: "+advice, zap.String("header", name))
+			}
 		}
 	}
 }

@@ -36,7 +36,7 @@ var metrics = struct {
 	}, []string{"api"}),
 	tokenFetches: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "wxqrcode", Name: "token_fetches_total",
-		Help: "Requests to WeChat's token endpoints, by endpoint (stable, classic) and errcode.",
+		Help: "Requests for access tokens, by endpoint (stable, classic, url: the central token server) and errcode.",
 	}, []string{"endpoint", "errcode"}),
 	codesGenerated: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "caddy", Subsystem: "wxqrcode", Name: "codes_generated_total",
@@ -74,6 +74,8 @@ var opLabels = map[string]string{
 	wechat.OpOACode:      "oa", // one endpoint makes both kinds of official-account code
 	wechat.OpStableToken: tokenStable,
 	wechat.OpToken:       tokenClassic,
+	// A central token server's fetches count as token fetches too.
+	wechat.OpCentralToken: tokenURL,
 }
 
 func (metricsObserver) Exchange(op, outcome string, d time.Duration) {
@@ -81,7 +83,7 @@ func (metricsObserver) Exchange(op, outcome string, d time.Duration) {
 		outcome = "0"
 	}
 	label := opLabels[op]
-	if op == wechat.OpStableToken || op == wechat.OpToken {
+	if op == wechat.OpStableToken || op == wechat.OpToken || op == wechat.OpCentralToken {
 		metrics.tokenFetches.WithLabelValues(label, outcome).Inc()
 		return
 	}

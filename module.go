@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 
@@ -37,8 +38,10 @@ type Handler struct {
 	AppID string `json:"appid,omitempty"`
 
 	// Secret is the app secret. Global placeholders such as {env.WX_SECRET}
+	// or {file./run/secrets/wx_secret} (which drops one trailing newline)
 	// are resolved once at load, so the config can keep the placeholder
-	// and not the secret. It is never logged. Required.
+	// and not the secret. It is never logged. Required with token stable
+	// or classic; token url and none use no secret.
 	Secret string `json:"secret,omitempty"`
 
 	// API picks the code: qrcode (wxacode.createQRCode, the default),
@@ -104,13 +107,31 @@ type Handler struct {
 	// configured storage.
 	StorageRaw json.RawMessage `json:"storage,omitempty" caddy:"namespace=caddy.storage inline_key=module"`
 
-	// Token picks the token endpoint: stable (/cgi-bin/stable_token, the
-	// default, safe to share between instances) or classic
-	// (/cgi-bin/token, which kills the previous token: one instance only).
+	// Token picks where access tokens come from: stable
+	// (/cgi-bin/stable_token, the default, safe to share between
+	// instances), classic (/cgi-bin/token, which kills the previous token:
+	// one instance only), url (a company's central token server at
+	// TokenURL; WeChat's token endpoints are never called) or none (no
+	// token at all, for WeChat Cloud Hosting's open API service, where the
+	// platform authenticates calls from the container).
 	Token string `json:"token,omitempty"`
 
+	// TokenURL (token url) is the central token server's http or https
+	// URL. It is asked with a GET and answers in WeChat's shape,
+	// {"access_token","expires_in"}; it is asked again when WeChat refuses
+	// its token. Global placeholders are resolved once at load.
+	TokenURL string `json:"token_url,omitempty"`
+
+	// TokenHeader (token url) is sent with every request to the token
+	// server, for its own authentication, e.g. Authorization. Global
+	// placeholders in the values, such as {env.TOKEN_SERVER_KEY}, are
+	// resolved once at load.
+	TokenHeader http.Header `json:"token_header,omitempty"`
+
 	// APIBase is WeChat's API host; global placeholders are resolved once
-	// at load. Default: https://api.weixin.qq.com.
+	// at load. Default: https://api.weixin.qq.com. Plain http is allowed
+	// to a loopback host, or to any host with token none (no secret or
+	// token travels): WeChat Cloud Hosting's http://api.weixin.qq.com.
 	APIBase string `json:"api_base,omitempty"`
 
 	// Timeout bounds one call to WeChat, retries included: at most 1h; 0
@@ -138,6 +159,15 @@ type Handler struct {
 	// window or in total, counted per app in the storage (each instance
 	// leases blocks of the count), or per visitor, counted in memory.
 	Caps []Cap `json:"caps,omitempty"`
+
+	// Errors picks how failures are answered: json (the default) writes
+	// WeChat's error JSON, or the module's, with its status; caddy returns
+	// them to Caddy as handler errors with that status, so that the
+	// site's handle_errors routes answer (a fallback image, a branded
+	// page). There {err.status_code} is the status and {err.message}
+	// "errcode <n>: <errmsg>"; a failure to get a token keeps its generic
+	// message.
+	Errors string `json:"errors,omitempty"`
 
 	// MemoryCache bounds the memory cache in front of the storage, in
 	// bytes; 0 means 64 MiB, negative turns it off. It holds the masters
@@ -174,12 +204,15 @@ type Handler struct {
 	faults  *faultLog
 	// queryNames are the query parameters the templates read, which a
 	// request may give once only; queryKeys their placeholders.
-	queryNames []string
-	queryKeys  []string
-	tokKey     string
-	client     *wechat.Client
-	cache      *codeCache
-	logger     *zap.Logger
+	queryNames  []string
+	queryKeys   []string
+	tokenURL    string
+	tokenHeader http.Header
+	caddyErrors bool
+	tokKey      string
+	client      *wechat.Client
+	cache       *codeCache
+	logger      *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -201,6 +234,10 @@ const (
 	maxInFlight  = 64
 	tokenStable  = "stable"
 	tokenClassic = "classic"
+	tokenURL     = "url"
+	tokenNone    = "none"
+	errorsJSON   = "json"
+	errorsCaddy  = "caddy"
 )
 
 // Provision resolves the credentials, sets defaults and opens the storage.
@@ -297,13 +334,18 @@ func (h *Handler) Validate() error {
 	if h.appID == "" {
 		return fmt.Errorf("appid is empty after resolving %q: set it, or the environment variable it names", h.AppID)
 	}
-	if h.secret == "" {
+	if h.secret == "" && h.usesSecret() {
 		return fmt.Errorf("secret is empty after resolving placeholders: set it, or the environment variable it names")
+	}
+	if h.token == tokenURL {
+		if err := checkTokenURL(h.tokenURL); err != nil {
+			return err
+		}
 	}
 	if !validAppID(h.appID) {
 		return fmt.Errorf("appid may hold only letters, digits, _ and - (WeChat appids look like wx0123456789abcdef)")
 	}
-	if err := checkValue("api_base", h.apiBase); err != nil {
+	if err := checkAPIBase(h.apiBase, h.token == tokenNone); err != nil {
 		return err
 	}
 	if len(h.signKeys) > 0 && h.signKeys[0] == "" {

@@ -3,13 +3,15 @@ package wxqrcode
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 )
 
-// ServeHTTP answers with the code image, or with a JSON error.
+// ServeHTTP answers with the code image, or with a JSON error; with
+// errors caddy, it returns the error to Caddy instead.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	if h.probed(r) {
 		return nil
@@ -18,8 +20,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	w.Header()["X-Content-Type-Options"] = []string{"nosniff"}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		h.fail(w, nil, localProblem(http.StatusMethodNotAllowed, codeMethod, "wxqrcode: only GET and HEAD are allowed"))
-		return nil
+		return h.fail(w, nil, localProblem(http.StatusMethodNotAllowed, codeMethod, "wxqrcode: only GET and HEAD are allowed"))
 	}
 	var cr *codeRequest
 	var err error
@@ -29,8 +30,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		cr, _, err = h.codeRequestOf(r)
 	}
 	if err != nil {
-		h.fail(w, cr, err)
-		return nil
+		return h.fail(w, cr, err)
 	}
 	e, outcome, err := h.sized(r.Context(), cr)
 	if err != nil && r.Context().Err() != nil {
@@ -38,8 +38,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		return nil
 	}
 	if err != nil {
-		h.fail(w, cr, err)
-		return nil
+		return h.fail(w, cr, err)
 	}
 	w.Header()["Cache-Status"] = []string{cacheStatus[outcome]}
 	countRequest(outcome, serveEntry(w, r, e))
@@ -55,9 +54,10 @@ var cacheStatus = map[string]string{
 	outcomeMiss:       "wxqrcode; fwd=uri-miss; stored",
 }
 
-// fail logs err, an error or a *problem, and answers with its problem.
+// fail logs err, an error or a *problem, and answers with its problem, or
+// with errors caddy returns it as a handler error for handle_errors.
 // Errors of this module and of package wechat carry no secret or token.
-func (h *Handler) fail(w http.ResponseWriter, cr *codeRequest, err error) {
+func (h *Handler) fail(w http.ResponseWriter, cr *codeRequest, err error) error {
 	var p *problem
 	ok := errors.As(err, &p)
 	if !ok {
@@ -83,7 +83,12 @@ func (h *Handler) fail(w http.ResponseWriter, cr *codeRequest, err error) {
 	} else {
 		h.logger.Debug("code request refused", fields...)
 	}
+	if h.caddyErrors {
+		p.setHeaders(w.Header())
+		return caddyhttp.Error(p.status, fmt.Errorf("errcode %d: %s", p.code, p.message))
+	}
 	p.write(w)
+	return nil
 }
 
 // cacheControl is what a code gets unless a header directive set one: a

@@ -61,9 +61,14 @@ func busyProblem() *problem {
 func problemFor(err error) *problem {
 	var werr *wechat.Error
 	var terr *wechat.TokenError
-	if errors.As(err, &terr) && errors.As(err, &werr) {
-		// The detail, which may name the server's IP, goes to the log only.
-		return localProblem(http.StatusBadGateway, werr.Code, "wxqrcode: the server could not get an access token from wechat; its log says why")
+	if errors.As(err, &terr) {
+		// The detail, which may name the server's IP or the token
+		// server's address, goes to the log only.
+		code := codeUpstreamFailed
+		if errors.As(err, &werr) {
+			code = werr.Code
+		}
+		return localProblem(http.StatusBadGateway, code, "wxqrcode: the server could not get an access token; its log says why")
 	}
 	if errors.As(err, &werr) {
 		p := localProblem(wechatStatus(werr.Code), werr.Code, werr.Message)
@@ -123,16 +128,23 @@ func untilBeijingMidnight(now time.Time) time.Duration {
 	return next.Sub(now)
 }
 
-// write sends the problem with headers that keep it out of every cache.
-func (p *problem) write(w http.ResponseWriter) {
-	hdr := w.Header()
-	hdr.Set("Content-Type", "application/json; charset=utf-8")
+// setHeaders sets the headers of any answer to the problem, whoever
+// writes it: none that would let a cache keep it, and Retry-After, in
+// whole seconds rounded up, when the problem passes.
+func (p *problem) setHeaders(hdr http.Header) {
 	hdr.Set("Cache-Control", "no-store")
 	hdr.Del("ETag")
 	hdr.Del("Last-Modified")
 	if p.retryAfter > 0 {
 		hdr.Set("Retry-After", strconv.Itoa(int((p.retryAfter+time.Second-1)/time.Second)))
 	}
+}
+
+// write sends the problem with headers that keep it out of every cache.
+func (p *problem) write(w http.ResponseWriter) {
+	hdr := w.Header()
+	hdr.Set("Content-Type", "application/json; charset=utf-8")
+	p.setHeaders(hdr)
 	hdr.Set("Content-Length", strconv.Itoa(len(p.body)))
 	w.WriteHeader(p.status)
 	_, _ = w.Write(p.body)

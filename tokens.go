@@ -7,6 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"io/fs"
+	"maps"
+	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -33,22 +36,56 @@ func (pooledTokens) Destruct() error { return nil }
 // the token in the Referer, and a 307 the secret in the body, to another
 // host.
 func (h *Handler) openClient(storage certmagic.Storage) error {
-	creds := wechat.Credentials{BaseURL: h.apiBase, AppID: h.appID, Secret: h.secret, Observer: metricsObserver{}}
-	var src wechat.TokenSource = &wechat.StableTokenSource{Credentials: creds}
-	if h.token == tokenClassic {
-		src = &wechat.ClassicTokenSource{Credentials: creds}
+	h.client = &wechat.Client{BaseURL: h.apiBase, Observer: metricsObserver{}}
+	if h.token == tokenNone {
+		h.client.Tokens = wechat.NoToken{}
+		return nil
 	}
-	shared := newSharedTokens(storage, "wxqrcode/tokens/"+h.appID+"/"+h.token+".json", src, h.faults)
-	secretSum := sha256.Sum256([]byte(h.secret))
-	h.tokKey = strings.Join([]string{h.apiBase, h.appID, h.token, hex.EncodeToString(secretSum[:]), h.storeID}, "|")
+	var newSource func() wechat.TokenSource
+	if h.token == tokenURL {
+		// Not kept in the storage: the token server is what every
+		// instance shares, and it must hear of a refused token.
+		h.tokKey = strings.Join([]string{tokenURL, h.tokenURL, digest(headerText(h.tokenHeader)), h.appID}, "|")
+		newSource = func() wechat.TokenSource {
+			return &wechat.URLTokenSource{URL: h.tokenURL, Header: h.tokenHeader, Observer: metricsObserver{}}
+		}
+	} else {
+		creds := wechat.Credentials{BaseURL: h.apiBase, AppID: h.appID, Secret: h.secret, Observer: metricsObserver{}}
+		var src wechat.TokenSource = &wechat.StableTokenSource{Credentials: creds}
+		if h.token == tokenClassic {
+			src = &wechat.ClassicTokenSource{Credentials: creds}
+		}
+		h.tokKey = strings.Join([]string{h.apiBase, h.appID, h.token, digest(h.secret), h.storeID}, "|")
+		newSource = func() wechat.TokenSource {
+			return newSharedTokens(storage, "wxqrcode/tokens/"+h.appID+"/"+h.token+".json", src, h.faults)
+		}
+	}
 	pooled, _, err := tokenPool.LoadOrNew(h.tokKey, func() (caddy.Destructor, error) {
-		return pooledTokens{wechat.NewReuseTokenSource(shared)}, nil
+		return pooledTokens{wechat.NewReuseTokenSource(newSource())}, nil
 	})
 	if err != nil {
 		return err
 	}
-	h.client = &wechat.Client{BaseURL: h.apiBase, Tokens: pooled.(pooledTokens).ReuseTokenSource, Observer: metricsObserver{}}
+	h.client.Tokens = pooled.(pooledTokens).ReuseTokenSource
 	return nil
+}
+
+// digest is the hex SHA-256 of a credential, to tell pooled sources apart
+// without keeping the credential in their key.
+func digest(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
+
+// headerText is h in one canonical string.
+func headerText(h http.Header) string {
+	var b strings.Builder
+	for _, name := range slices.Sorted(maps.Keys(h)) {
+		for _, v := range h[name] {
+			b.WriteString(name + ": " + v + "\n")
+		}
+	}
+	return b.String()
 }
 
 // sharedTokens keeps an app's access token in the storage, so that every
