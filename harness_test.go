@@ -2,6 +2,9 @@ package wxqrcode_test
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"image"
@@ -25,6 +28,19 @@ import (
 	_ "github.com/wxqrcode/caddy-wxqrcode"
 	"github.com/wxqrcode/caddy-wxqrcode/wechat/wechattest"
 )
+
+const (
+	signKey    = "k1-0123456789abcdef0123456789abcdef"
+	oldSignKey = "k0-fedcba9876543210fedcba9876543210"
+	signKeyEnv = "WXQRCODE_TEST_SIGN_KEY"
+)
+
+// hmacHex signs as a backend would, from docs/signing.md.
+func hmacHex(key, canonical string) string {
+	mac := hmac.New(sha256.New, []byte(key))
+	mac.Write([]byte(canonical))
+	return hex.EncodeToString(mac.Sum(nil))
+}
 
 const (
 	testAppID  = "wx0123456789abcdef"

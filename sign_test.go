@@ -1,28 +1,12 @@
 package wxqrcode_test
 
 import (
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"net/url"
 	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
 )
-
-const (
-	signKey    = "k1-0123456789abcdef0123456789abcdef"
-	oldSignKey = "k0-fedcba9876543210fedcba9876543210"
-	signKeyEnv = "WXQRCODE_TEST_SIGN_KEY"
-)
-
-// hmacHex signs as a backend would, from the README's description.
-func hmacHex(key, canonical string) string {
-	mac := hmac.New(sha256.New, []byte(key))
-	mac.Write([]byte(canonical))
-	return hex.EncodeToString(mac.Sum(nil))
-}
 
 func TestSignedURLs(t *testing.T) {
 	t.Setenv(signKeyEnv, signKey)
