@@ -17,6 +17,33 @@ func guardConfig(t *testing.T, options string) string {
 		t.TempDir(), freePort(t), testAppID, secretEnv, strings.ReplaceAll(options, "\n", "\n\t\t"))
 }
 
+// assertRefused wants the adapter to refuse a guardConfig of options with
+// an error saying each of want.
+func assertRefused(t *testing.T, options string, want ...string) {
+	t.Helper()
+	_, err := adapt(guardConfig(t, options))
+	if err == nil {
+		t.Fatal("the config was accepted")
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q\nwant it to say %q", err, w)
+		}
+	}
+}
+
+// assertLoads wants a guardConfig of options to adapt and load.
+func assertLoads(t *testing.T, options string) {
+	t.Helper()
+	cfg, err := adapt(guardConfig(t, options))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := caddy.Validate(configOf(t, cfg)); err != nil {
+		t.Fatalf("does not load: %v", err)
+	}
+}
+
 // TestGuardRule: a config whose requests can choose among unboundedly many
 // codes is refused at load unless sign_key or a fitting cap bounds them,
 // with the line to add; a config that pins its codes loads as it is.
@@ -44,15 +71,7 @@ func TestGuardRule(t *testing.T) {
 	}
 	for _, tt := range refused {
 		t.Run("refused/"+tt.name, func(t *testing.T) {
-			_, err := adapt(guardConfig(t, tt.options))
-			if err == nil {
-				t.Fatal("the config was accepted")
-			}
-			for _, want := range append(tt.want, fmt.Sprintf("at Caddyfile:%d", tt.line)) {
-				if !strings.Contains(err.Error(), want) {
-					t.Errorf("error %q\nwant it to say %q", err, want)
-				}
-			}
+			assertRefused(t, tt.options, append(tt.want, fmt.Sprintf("at Caddyfile:%d", tt.line))...)
 		})
 	}
 	accepted := []struct{ name, options string }{
@@ -72,15 +91,7 @@ func TestGuardRule(t *testing.T) {
 	t.Setenv(signKeyEnv, signKey)
 	t.Setenv("WXQRCODE_TEST_PAGE", "pages/index/index")
 	for _, tt := range accepted {
-		t.Run("accepted/"+tt.name, func(t *testing.T) {
-			cfg, err := adapt(guardConfig(t, tt.options))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := caddy.Validate(configOf(t, cfg)); err != nil {
-				t.Fatalf("does not load: %v", err)
-			}
-		})
+		t.Run("accepted/"+tt.name, func(t *testing.T) { assertLoads(t, tt.options) })
 	}
 }
 
