@@ -28,13 +28,14 @@ const requireBrowserEnv = "WXQRCODE_REQUIRE_BROWSER"
 // and on success too when it is set.
 const screenshotEnv = "WXQRCODE_SCREENSHOTS"
 
-// browserPage is the web page of TestBrowser: each <img> reports how it
-// ended into window.results, keyed by its id.
-const browserPage = `<!doctype html>
+// imgPage is a web page of images, each of which reports how it ended
+// into window.results, keyed by its id.
+func imgPage(title, imgs string) string {
+	return `<!doctype html>
 <html>
 <head>
 <meta charset="utf-8">
-<title>codes</title>
+<title>` + title + `</title>
 <script>
 window.results = {};
 function done(img, ok) {
@@ -43,14 +44,19 @@ function done(img, ok) {
 </script>
 </head>
 <body>
-<img id="qrcode" src="/qr?path=pages/item/item%3Fid%3D42&width=280" onload="done(this, true)" onerror="done(this, false)">
+` + imgs + `</body>
+</html>
+`
+}
+
+// browserPage is the web page of TestBrowser: each <img> reports how it
+// ended into window.results, keyed by its id.
+var browserPage = imgPage("codes", `<img id="qrcode" src="/qr?path=pages/item/item%3Fid%3D42&width=280" onload="done(this, true)" onerror="done(this, false)">
 <img id="hyaline" src="/wxa?path=pages/item/item&hyaline=true&width=640" onload="done(this, true)" onerror="done(this, false)">
 <img id="poster" src="/poster/id=42" onload="done(this, true)" onerror="done(this, false)">
 <img id="unpublished" src="/poster/id=43?page=pages/new/new" onload="done(this, true)" onerror="done(this, false)">
 <img id="forbidden" src="/qr?path=admin/index" onload="done(this, true)" onerror="done(this, false)">
-</body>
-</html>
-`
+`)
 
 // canvasPage draws codes from another origin on a canvas, as a poster
 // generator does, and exports it; %[1]s is the Caddy's origin.
@@ -420,25 +426,10 @@ func TestBrowserCanvas(t *testing.T) {
 }
 
 // fallbackPage has a code that loads and two that cannot be made.
-const fallbackPage = `<!doctype html>
-<html>
-<head>
-<meta charset="utf-8">
-<title>fallback</title>
-<script>
-window.results = {};
-function done(img, ok) {
-	window.results[img.id] = {ok: ok, width: img.naturalWidth, height: img.naturalHeight};
-}
-</script>
-</head>
-<body>
-<img id="code" src="/qr?path=pages/item/item%3Fid%3D42" onload="done(this, true)" onerror="done(this, false)">
+var fallbackPage = imgPage("fallback", `<img id="code" src="/qr?path=pages/item/item%3Fid%3D42" onload="done(this, true)" onerror="done(this, false)">
 <img id="forbidden" src="/qr?path=admin/index" onload="done(this, true)" onerror="done(this, false)">
 <img id="refused" src="/qr?path=pages/index/index%3Fgone%3D1" onload="done(this, true)" onerror="done(this, false)">
-</body>
-</html>
-`
+`)
 
 // examples/fallback: with errors caddy and handle_errors, an <img> for a
 // code that cannot be made shows the placeholder, not a broken image,
