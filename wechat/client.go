@@ -138,7 +138,7 @@ func (c *Client) callImage(ctx context.Context, op, path string, req any) (*Imag
 // returns an *Error for WeChat's error bodies. A refused token is replaced
 // once and passing failures are retried, whatever the reply's shape.
 func (c *Client) call(ctx context.Context, op, path string, req any, parse func(data []byte, header http.Header) error) error {
-	body, err := json.Marshal(req)
+	body, err := marshalBody(req)
 	if err != nil {
 		return err
 	}

@@ -113,6 +113,46 @@ func TestRequestWireShape(t *testing.T) {
 	}
 }
 
+// Bodies go out byte for byte as WeChat's docs show them: &, < and > as
+// themselves, never \u0026, \u003c, \u003e, which WeChat reads as
+// written.
+func TestBodiesNotHTMLEscaped(t *testing.T) {
+	t.Parallel()
+	const path = "pages/item/item?id=1&from=poster&tag=<new>"
+	for _, tc := range []struct {
+		upstream string
+		call     func(*wechat.Client) error
+		want     string
+	}{
+		{wechattest.PathQRCode, func(c *wechat.Client) error {
+			_, err := c.CreateQRCode(context.Background(), &wechat.QRCodeRequest{Path: path, Width: 1280})
+			return err
+		}, `{"path":"pages/item/item?id=1&from=poster&tag=<new>","width":1280}`},
+		{wechattest.PathWxaCode, func(c *wechat.Client) error {
+			_, err := c.GetWxaCode(context.Background(), &wechat.WxaCodeRequest{Path: path})
+			return err
+		}, `{"path":"pages/item/item?id=1&from=poster&tag=<new>"}`},
+		{wechattest.PathUnlimited, func(c *wechat.Client) error {
+			_, err := c.GetUnlimited(context.Background(), &wechat.UnlimitedRequest{Scene: "a=1&b=2"})
+			return err
+		}, `{"scene":"a=1&b=2"}`},
+	} {
+		fake, c := newClient(t)
+		if err := tc.call(c); err != nil {
+			t.Fatalf("%s: %v", tc.upstream, err)
+		}
+		var got []string
+		for _, r := range fake.Requests() {
+			if r.Path == tc.upstream {
+				got = append(got, string(r.Body))
+			}
+		}
+		if len(got) != 1 || got[0] != tc.want {
+			t.Errorf("%s: sent %q, want %s", tc.upstream, got, tc.want)
+		}
+	}
+}
+
 func TestNumUsed(t *testing.T) {
 	t.Parallel()
 	_, c := newClient(t)

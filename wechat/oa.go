@@ -70,7 +70,7 @@ func (r *OACodeRequest) MarshalJSON() ([]byte, error) {
 		body.ActionName = OATemporary
 		body.ExpireSeconds = int64(r.expire() / time.Second)
 	}
-	return json.Marshal(body)
+	return marshalBody(body)
 }
 
 func (r *OACodeRequest) expire() time.Duration {

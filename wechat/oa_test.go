@@ -23,6 +23,8 @@ func TestOACodeWireShape(t *testing.T) {
 			`{"expire_seconds":3600,"action_name":"QR_STR_SCENE","action_info":{"scene":{"scene_str":"order=42"}}}`},
 		{wechat.OACodeRequest{Scene: "会员/7", Permanent: true},
 			`{"action_name":"QR_LIMIT_STR_SCENE","action_info":{"scene":{"scene_str":"会员/7"}}}`},
+		{wechat.OACodeRequest{Scene: "a=1&b=<2>", Permanent: true},
+			`{"action_name":"QR_LIMIT_STR_SCENE","action_info":{"scene":{"scene_str":"a=1&b=<2>"}}}`},
 	} {
 		fake, c := newClient(t)
 		if _, err := c.CreateOACode(context.Background(), &tc.req); err != nil {

@@ -80,7 +80,7 @@ func (s *StableTokenSource) ForceRefresh(ctx context.Context) (*Token, error) {
 }
 
 func (s *StableTokenSource) fetch(ctx context.Context, force bool) (*Token, error) {
-	body, err := json.Marshal(map[string]any{
+	body, err := marshalBody(map[string]any{
 		"grant_type":    "client_credential",
 		"appid":         s.AppID,
 		"secret":        s.Secret,

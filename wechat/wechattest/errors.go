@@ -73,7 +73,43 @@ func jsonReply(v any) reply {
 }
 
 // decode parses the request body as JSON into v, reporting false for
-// anything WeChat would call a data format error.
+// anything WeChat would call a data format error. String values are read
+// as WeChat reads them: as written (see asWritten).
 func (in inbound) decode(v any) bool {
-	return in.bodyOK && json.Unmarshal(in.body, v) == nil
+	return in.bodyOK && json.Unmarshal(asWritten(in.body), v) == nil
+}
+
+// asWritten keeps the escapes \u0026, \u003c and \u003e (what Go's
+// json.Marshal writes for &, < and >) as the six characters they are
+// written with, as WeChat does: it refuses them in a scene (40129) and
+// keeps them in a path, so a code holds "id=1\u0026from=poster". Other
+// SDKs' users met exactly this; the fake reproduces it so that a client
+// which escapes fails its tests.
+func asWritten(body []byte) []byte {
+	var out []byte
+	last := 0
+	for i := 0; i+1 < len(body); i++ {
+		if body[i] != '\\' {
+			continue
+		}
+		if body[i+1] == 'u' && i+6 <= len(body) && htmlEscape(string(body[i+2:i+6])) {
+			out = append(out, body[last:i]...)
+			out = append(out, '\\')
+			last = i
+		}
+		i++ // the escaped byte, a backslash among them, is not an escape
+	}
+	if out == nil {
+		return body
+	}
+	return append(out, body[last:]...)
+}
+
+// htmlEscape reports whether hex is the code of &, < or >.
+func htmlEscape(hex string) bool {
+	switch strings.ToLower(hex) {
+	case "0026", "003c", "003e":
+		return true
+	}
+	return false
 }

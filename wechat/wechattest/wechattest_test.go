@@ -273,6 +273,9 @@ func TestCodeErrors(t *testing.T) {
 		{"no scene", wechattest.PathUnlimited, tok, `{"page":"pages/index/index"}`, 40169},
 		{"long scene", wechattest.PathUnlimited, tok, `{"scene":"` + long(33) + `"}`, 40169},
 		{"scene space", wechattest.PathUnlimited, tok, `{"scene":"a b"}`, 40129},
+		{"scene escaped &", wechattest.PathUnlimited, tok, `{"scene":"a=1\u0026b=2"}`, 40129},
+		{"scene escaped <", wechattest.PathUnlimited, tok, `{"scene":"a\u003C"}`, 40129},
+		{"scene escaped >", wechattest.PathUnlimited, tok, `{"scene":"a\u003e"}`, 40129},
 		{"scene unicode", wechattest.PathUnlimited, tok, `{"scene":"é"}`, 40129},
 		{"page slash", wechattest.PathUnlimited, tok, `{"scene":"a","page":"/pages/index/index"}`, 41030},
 		{"page query", wechattest.PathUnlimited, tok, `{"scene":"a","page":"pages/index/index?x=1","check_path":false}`, 41030},
@@ -631,6 +634,7 @@ func TestOddInputs(t *testing.T) {
 		`{"line_color":{"r":-9,"g":999,"b":1}}`, "{\"path\":\"\xff\xfe\"}", `{"check_path":"yes"}`,
 		`{"path":"p"} trailing`, strings.Repeat("[", 100000), `{"path":"p","extra":{"a":[1,2]}}`,
 		strings.Repeat(" ", 1<<20+1) + `{}`,
+		`{"path":"p\\u0026"}`, `{"path":"p\u00"}`, `{"path":"p\u0026`, `{"scene":"\\\u003e"}`,
 	}
 	for _, p := range []string{wechattest.PathQRCode, wechattest.PathWxaCode, wechattest.PathUnlimited, wechattest.PathStableToken} {
 		for _, b := range bodies {
