@@ -3,13 +3,13 @@ package wxqrcode_test
 import (
 	"bytes"
 	"context"
-	"github.com/wxqrcode/caddy-wxqrcode/wechat"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 
 	wxqrcode "github.com/wxqrcode/caddy-wxqrcode"
+	"github.com/wxqrcode/caddy-wxqrcode/wechat"
 	"github.com/wxqrcode/caddy-wxqrcode/wechat/wechattest"
 )
 
