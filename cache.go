@@ -75,10 +75,6 @@ func storageKey(key string) string {
 // errCorrupt marks a stored value that is not a whole entry.
 var errCorrupt = errors.New("corrupt cache entry")
 
-// errCacheUnreadable means the storage failed to say whether a code of a
-// lifetime API is cached.
-var errCacheUnreadable = errors.New("cannot read the cache")
-
 // load returns the entry for key, nil if there is none.
 func (c *codeCache) load(ctx context.Context, key string) (*entry, error) {
 	raw, err := c.storage.Load(ctx, storageKey(key))

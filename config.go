@@ -299,6 +299,12 @@ func (h *Handler) resolveConfig() {
 	if len(h.SignKey) > 0 {
 		h.queryNames = append(h.queryNames, sigParam)
 	}
+	h.cacheScope = "public"
+	for _, t := range []string{h.path, h.page, h.scene, h.width, h.AutoColor, h.LineColor, h.IsHyaline, h.EnvVersion, h.CheckPath} {
+		if readsBeyondURL(t) {
+			h.cacheScope = "private"
+		}
+	}
 	h.queryKeys = nil
 	for _, name := range h.queryNames {
 		h.queryKeys = append(h.queryKeys, queryPrefix+name)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -17,6 +18,32 @@ var placeholder = regexp.MustCompile(`\{([^{}]+)\}`)
 func readsRequest(tmpl string) bool {
 	for _, m := range placeholder.FindAllStringSubmatch(tmpl, -1) {
 		if !strings.HasPrefix(m[1], "env.") && !strings.HasPrefix(m[1], "file.") {
+			return true
+		}
+	}
+	return false
+}
+
+// urlPlaceholders are the prefixes of placeholders that read the
+// request's URL only, which a shared cache keys its copies by.
+var urlPlaceholders = []string{
+	"http.request.uri", "http.request.orig_uri", "http.request.host",
+	"http.request.hostport", "http.request.port", "http.request.scheme",
+}
+
+// readsBeyondURL reports whether a template reads the request outside
+// its URL: a header, a cookie, the client's address, a variable or a
+// matcher's capture (which may come from a header). Global placeholders
+// read nothing of the request.
+func readsBeyondURL(tmpl string) bool {
+	for _, m := range placeholder.FindAllStringSubmatch(tmpl, -1) {
+		name := m[1]
+		if strings.HasPrefix(name, "env.") || strings.HasPrefix(name, "file.") {
+			continue
+		}
+		if !slices.ContainsFunc(urlPlaceholders, func(p string) bool {
+			return name == p || strings.HasPrefix(name, p+".")
+		}) {
 			return true
 		}
 	}

@@ -206,6 +206,10 @@ type Handler struct {
 	// request may give once only; queryKeys their placeholders.
 	queryNames  []string
 	queryKeys   []string
+	// cacheScope is Cache-Control's public, or private when a template
+	// reads the request beyond its URL (a header, a cookie, the client's
+	// address), so that no shared cache serves one visitor's code to all.
+	cacheScope string
 	tokenURL    string
 	tokenHeader http.Header
 	caddyErrors bool

@@ -116,6 +116,36 @@ func TestUserCacheControlKept(t *testing.T) {
 	}
 }
 
+// A code chosen by anything but the URL (a header, a cookie, the client's
+// address) is one visitor's: a shared cache must not serve it to all, so
+// it is private. A code chosen by the URL alone stays public.
+func TestPrivateWhenChosenBeyondURL(t *testing.T) {
+	fake := newFake(t)
+	s := startSite(t, fake, "",
+		wxBlock(fake, "/user", "api unlimited\nscene {header.X-User}\npage pages/item/item\ncap 100 per 1m")+
+			wxBlock(fake, "/ip", "api unlimited\nscene ip\nwidth {header.X-Width}\npage pages/item/item")+
+			wxBlock(fake, "/oa", "api oa_temporary\nscene {cookie.s}\ncap 100 per 1m")+
+			wxBlock(fake, "/url/*", "api unlimited\nscene {path.1}\npage pages/item/item\ncap 100 per 1m"))
+	for _, tc := range []struct {
+		uri    string
+		header []string
+		want   string
+	}{
+		{"/user", []string{"X-User", "u42"}, "private, max-age=31536000, immutable"},
+		{"/ip", []string{"X-Width", "280"}, "private, max-age=31536000, immutable"},
+		{"/oa", []string{"Cookie", "s=login-1"}, "private, max-age="},
+		{"/url/u42?width=280", nil, "public, max-age=31536000, immutable"},
+	} {
+		resp, body := s.get(tc.uri, tc.header...)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s: %d %s", tc.uri, resp.StatusCode, body)
+		}
+		if got := resp.Header.Get("Cache-Control"); !strings.HasPrefix(got, tc.want) {
+			t.Errorf("%s: Cache-Control %q, want %q", tc.uri, got, tc.want)
+		}
+	}
+}
+
 func TestConcurrentMissOneCall(t *testing.T) {
 	s, fake := qrSite(t, "allow *\ncap 100000")
 	// A slow WeChat keeps the first call in flight while the others arrive.
@@ -218,10 +248,12 @@ func TestStatusTable(t *testing.T) {
 		{name: "40169 scene length", fault: wechattest.Fault{ErrCode: 40169}, status: 400, errcode: 40169, verbatim: true},
 		{name: "40129 scene chars", fault: wechattest.Fault{ErrCode: 40129}, status: 400, errcode: 40129, verbatim: true},
 		{name: "41030 page", fault: wechattest.Fault{ErrCode: 41030}, status: 400, errcode: 41030, verbatim: true},
+		{name: "40165 page path", fault: wechattest.Fault{ErrCode: 40165}, status: 400, errcode: 40165, verbatim: true},
 		{name: "85096 scancode_time", fault: wechattest.Fault{ErrCode: 85096}, status: 400, errcode: 85096, verbatim: true},
 		{name: "45029 lifetime limit", fault: wechattest.Fault{ErrCode: 45029}, status: 403, errcode: 45029, verbatim: true},
 		{name: "45009 daily limit", fault: wechattest.Fault{ErrCode: 45009}, status: 429, errcode: 45009, retryAfter: true, verbatim: true},
 		{name: "45011 minute limit", fault: wechattest.Fault{ErrCode: 45011}, status: 429, errcode: 45011, retryAfter: true, verbatim: true},
+		{name: "44990 too frequent", fault: wechattest.Fault{ErrCode: 44990}, status: 429, errcode: 44990, retryAfter: true, verbatim: true},
 		{name: "-1 busy", fault: wechattest.Fault{ErrCode: -1}, status: 503, errcode: -1, retryAfter: true, verbatim: true},
 		{name: "40001 after refresh", fault: wechattest.Fault{ErrCode: 40001}, status: 502, errcode: 40001, verbatim: true},
 		{name: "40014 after refresh", fault: wechattest.Fault{ErrCode: 40014}, status: 502, errcode: 40014, verbatim: true},
@@ -411,7 +443,7 @@ func TestRetryAfterValues(t *testing.T) {
 	for _, tc := range []struct {
 		code     int
 		min, max int
-	}{{45011, 60, 60}, {-1, 5, 5}, {45009, 1, 86400}} {
+	}{{45011, 60, 60}, {44990, 60, 60}, {-1, 5, 5}, {45009, 1, 86400}} {
 		fake.ClearFaults()
 		fake.Inject(wechattest.PathQRCode, wechattest.Fault{ErrCode: tc.code}, 0)
 		resp, _ := s.get("/qr?path=a")

@@ -193,16 +193,17 @@ func (e *entry) stale() bool {
 
 // setFreshness sets Cache-Control, unless a header directive set one: a
 // code that never changes is immutable; a temporary one may be kept until
-// it is renewed, and no later, as Expires says too.
-func setFreshness(hdr http.Header, e *entry) {
+// it is renewed, and no later, as Expires says too. scope is public or
+// private.
+func setFreshness(hdr http.Header, e *entry, scope string) {
 	if _, ok := hdr["Cache-Control"]; ok {
 		return
 	}
 	if e.renewAt.IsZero() {
-		hdr["Cache-Control"] = []string{cacheControl}
+		hdr["Cache-Control"] = []string{scope + ", " + cacheControl}
 		return
 	}
 	left := max(0, e.renewAt.Sub(expiryClock())/time.Second)
-	hdr["Cache-Control"] = []string{"public, max-age=" + strconv.FormatInt(int64(left), 10)}
+	hdr["Cache-Control"] = []string{scope + ", max-age=" + strconv.FormatInt(int64(left), 10)}
 	hdr["Expires"] = e.expiresHeader
 }

@@ -23,7 +23,6 @@ const (
 	codeMethod          = 990405 // not GET or HEAD
 	codeInternal        = 990500 // the module could not do its work
 	codeBusy            = 990503 // too many new codes are being fetched at once
-	codeCacheUnreadable = 990530 // the storage failed to say whether a qrcode or wxacode code is cached
 	codeUpstreamFailed  = 990502 // WeChat unreachable or its reply unusable
 	codeUpstreamTimeout = 990504 // WeChat did not answer within timeout
 )
@@ -78,7 +77,9 @@ func problemFor(err error) *problem {
 		switch werr.Code {
 		case wechat.CodeDailyLimit:
 			p.retryAfter = untilBeijingMidnight(time.Now())
-		case wechat.CodeMinuteLimit:
+		case wechat.CodeMinuteLimit, wechat.CodeTooFrequent:
+			// 44990 is WeChat's 5,000 calls a minute, 45011 a minute's
+			// limit of its own: both pass within the minute.
 			p.retryAfter = time.Minute
 		case wechat.CodeBusy:
 			p.retryAfter = 5 * time.Second
@@ -87,11 +88,6 @@ func problemFor(err error) *problem {
 	}
 	if errors.Is(err, errCapsUnavailable) {
 		p := localProblem(http.StatusServiceUnavailable, codeInternal, "wxqrcode: the caps on new codes cannot be checked now")
-		p.retryAfter = 30 * time.Second
-		return p
-	}
-	if errors.Is(err, errCacheUnreadable) {
-		p := localProblem(http.StatusServiceUnavailable, codeCacheUnreadable, "wxqrcode: the cache cannot be read now; try again later")
 		p.retryAfter = 30 * time.Second
 		return p
 	}
@@ -106,12 +102,12 @@ func problemFor(err error) *problem {
 func wechatStatus(code int) int {
 	switch code {
 	case wechat.CodeInvalidArgs, wechat.CodePathLength, wechat.CodeSceneLength,
-		wechat.CodeSceneChars, wechat.CodeInvalidPage, wechat.CodeScancodeTime,
+		wechat.CodeSceneChars, wechat.CodeInvalidPage, wechat.CodeInvalidPagePath, wechat.CodeScancodeTime,
 		wechat.CodeInvalidActionName, wechat.CodeInvalidActionInfo:
 		return http.StatusBadRequest
 	case wechat.CodeLifetimeLimit:
 		return http.StatusForbidden
-	case wechat.CodeDailyLimit, wechat.CodeMinuteLimit:
+	case wechat.CodeDailyLimit, wechat.CodeMinuteLimit, wechat.CodeTooFrequent:
 		return http.StatusTooManyRequests
 	case wechat.CodeBusy:
 		return http.StatusServiceUnavailable

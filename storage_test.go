@@ -136,38 +136,52 @@ func TestStorageFaults(t *testing.T) {
 	}
 }
 
-// For qrcode and wxacode, whose codes spend the lifetime budget, a storage
-// that cannot say whether a code is cached answers 503 rather than ask
-// WeChat for a code that may be paid for already; a missing or corrupt
-// entry is still fetched.
+// A storage that cannot say whether a code is cached costs the cache, not
+// the answer: for qrcode and wxacode too, the code is asked again (WeChat
+// counts identical parameters once, so the budget is not spent again) and
+// kept in memory; a total cap whose counts cannot be read still fails
+// closed.
 func TestStorageReadFaultLifetimeAPIs(t *testing.T) {
 	fake := newFake(t)
 	root := t.TempDir()
-	storage := "\nmemory_cache off\nstorage wxqrcode_test_faulty {\n\troot " + root + "\n}"
-	s := startSite(t, fake, "", qrBlock(fake, "allow pages/a pages/b"+storage)+
-		wxBlock(fake, "/wxa", "api wxacode\nallow pages/a"+storage))
+	storage := "\nstorage wxqrcode_test_faulty {\n\troot " + root + "\n}"
+	blocks := func(mem string) string {
+		return qrBlock(fake, "allow pages/a pages/b"+mem+storage) +
+			wxBlock(fake, "/wxa", "api wxacode\nallow pages/a"+mem+storage) +
+			wxBlock(fake, "/capped", "api wxacode\ncap 100\nallow pages/c"+mem+storage)
+	}
+	s := startSite(t, fake, "", blocks("\nmemory_cache off"))
 	resp, body := s.get("/qr?path=pages/a")
 	assertImage(t, resp, body, "image/jpeg", 430)
 	waitCached(t, root, 1)
+	// The same storage, with a memory cache that has not seen the code.
+	s = startSite(t, fake, "", blocks(""))
 	storageBroken.Store(true)
 	t.Cleanup(func() { storageBroken.Store(false) })
-	for _, uri := range []string{"/qr?path=pages/a", "/qr?path=pages/b", "/wxa?path=pages/a"} {
+	for _, uri := range []string{"/qr?path=pages/a", "/qr?path=pages/b", "/wxa?path=pages/a", "/qr?path=pages/a", "/wxa?path=pages/a"} {
 		resp, body := s.get(uri)
-		assertError(t, resp, body, http.StatusServiceUnavailable, 990530)
-		if resp.Header.Get("Retry-After") == "" {
-			t.Errorf("%s: no Retry-After", uri)
-		}
+		assertImage(t, resp, body, "image/jpeg", 430)
 	}
-	if n := fake.CodeCalls(); n != 1 {
-		t.Errorf("%d code calls, want 1: a broken storage asks WeChat for nothing", n)
+	if n := fake.CodeCalls(); n != 4 {
+		t.Errorf("%d code calls, want 4: pages/a asked again once, then served from memory", n)
+	}
+	if n := fake.Generated(); n != 3 {
+		t.Errorf("WeChat counted %d codes, want 3: asking again for qrcode pages/a is free", n)
+	}
+	resp, body = s.get("/capped?path=pages/c")
+	assertError(t, resp, body, http.StatusServiceUnavailable, 990500)
+	if resp.Header.Get("Retry-After") == "" {
+		t.Error("a cap that cannot be read: no Retry-After")
 	}
 	storageBroken.Store(false)
-	resp, body = s.get("/qr?path=pages/a")
+	resp, body = s.get("/capped?path=pages/c")
 	assertImage(t, resp, body, "image/jpeg", 430)
-	resp, body = s.get("/qr?path=pages/b")
-	assertImage(t, resp, body, "image/jpeg", 430)
-	if n := fake.CodeCalls(); n != 2 {
-		t.Errorf("%d code calls, want 2: the stored code served, the new one fetched", n)
+	logs, err := os.ReadFile(filepath.Join(logDir, t.Name()+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(logs), "reading the cache; fetching the code") {
+		t.Error("the storage fault is not in the log")
 	}
 }
 

@@ -33,6 +33,7 @@ const (
 	CodeInvalidArgs       = 40097
 	CodeInvalidSecret     = 40125
 	CodeSceneChars        = 40129
+	CodeInvalidPagePath   = 40165
 	CodePathLength        = 40159
 	CodeIPNotAllowed      = 40164
 	CodeSceneLength       = 40169
@@ -40,6 +41,7 @@ const (
 	CodeTokenMissing      = 41001
 	CodeInvalidPage       = 41030
 	CodeTokenExpired      = 42001
+	CodeTooFrequent       = 44990
 	CodeDailyLimit        = 45009
 	CodeMinuteLimit       = 45011
 	CodeLifetimeLimit     = 45029
