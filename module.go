@@ -204,12 +204,12 @@ type Handler struct {
 	faults  *faultLog
 	// queryNames are the query parameters the templates read, which a
 	// request may give once only; queryKeys their placeholders.
-	queryNames  []string
-	queryKeys   []string
+	queryNames []string
+	queryKeys  []string
 	// cacheScope is Cache-Control's public, or private when a template
 	// reads the request beyond its URL (a header, a cookie, the client's
 	// address), so that no shared cache serves one visitor's code to all.
-	cacheScope string
+	cacheScope  string
 	tokenURL    string
 	tokenHeader http.Header
 	caddyErrors bool
