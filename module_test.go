@@ -125,6 +125,8 @@ func TestPrivateWhenChosenBeyondURL(t *testing.T) {
 		wxBlock(fake, "/user", "api unlimited\nscene {header.X-User}\npage pages/item/item\ncap 100 per 1m")+
 			wxBlock(fake, "/ip", "api unlimited\nscene ip\nwidth {header.X-Width}\npage pages/item/item")+
 			wxBlock(fake, "/oa", "api oa_temporary\nscene {cookie.s}\ncap 100 per 1m")+
+			"@poster path_regexp poster ^/poster/([0-9A-Za-z]{1,32})\\.png$\n\t"+
+			wxBlock(fake, "@poster", "api unlimited\nscene {re.poster.1}\npage pages/item/item\ncap 100 per 1m")+
 			wxBlock(fake, "/url/*", "api unlimited\nscene {path.1}\npage pages/item/item\ncap 100 per 1m"))
 	for _, tc := range []struct {
 		uri    string
@@ -134,6 +136,9 @@ func TestPrivateWhenChosenBeyondURL(t *testing.T) {
 		{"/user", []string{"X-User", "u42"}, "private, max-age=31536000, immutable"},
 		{"/ip", []string{"X-Width", "280"}, "private, max-age=31536000, immutable"},
 		{"/oa", []string{"Cookie", "s=login-1"}, "private, max-age="},
+		// A matcher's capture may come from a header: private, unless the
+		// site's own header directive says otherwise.
+		{"/poster/A1.png", nil, "private, max-age=31536000, immutable"},
 		{"/url/u42?width=280", nil, "public, max-age=31536000, immutable"},
 	} {
 		resp, body := s.get(tc.uri, tc.header...)
