@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -11,11 +12,6 @@ import (
 
 	"github.com/wxqrcode/caddy-wxqrcode/wechat"
 )
-
-// flight joins concurrent fetches of one code. It is shared by every
-// handler, so routes for the same app and the old and new handlers of a
-// config reload also make one call per code.
-var flight singleflight.Group
 
 // The outcomes of a lookup, for metrics.
 const (
@@ -46,27 +42,7 @@ func (h *Handler) sized(ctx context.Context, cr *codeRequest) (*entry, string, e
 		return master, outcome, err
 	}
 	ch := renders.DoChan(h.storeID+"|"+key, func() (any, error) {
-		if h.mem != nil {
-			// Rendered by a flight that ended since this request looked.
-			if e, ok := h.mem.GetIfPresent(key); ok {
-				return e, nil
-			}
-		}
-		start := time.Now()
-		e, err := render(master, cr.width)
-		if err != nil {
-			return nil, err
-		}
-		h.logger.Debug("rendered width",
-			zap.String("api", cr.api),
-			zap.String("key", cacheKey(cr.canonical)),
-			zap.Int("width", cr.width),
-			zap.Int("bytes", len(e.data)),
-			zap.Duration("duration", time.Since(start)))
-		if h.mem != nil {
-			h.mem.Set(key, e)
-		}
-		return e, nil
+		return protect(h.logger, cacheKey(cr.canonical), func() (any, error) { return h.renderWidth(cr, master, key) })
 	})
 	select {
 	case res := <-ch:
@@ -80,6 +56,32 @@ func (h *Handler) sized(ctx context.Context, cr *codeRequest) (*entry, string, e
 	case <-ctx.Done():
 		return nil, "", ctx.Err()
 	}
+}
+
+// renderWidth draws the width of master that key names, and keeps it in
+// memory.
+func (h *Handler) renderWidth(cr *codeRequest, master *entry, key string) (*entry, error) {
+	if h.mem != nil {
+		// Rendered by a flight that ended since this request looked.
+		if e, ok := h.mem.GetIfPresent(key); ok {
+			return e, nil
+		}
+	}
+	start := time.Now()
+	e, err := render(master, cr.width)
+	if err != nil {
+		return nil, err
+	}
+	h.logger.Debug("rendered width",
+		zap.String("api", cr.api),
+		zap.String("key", cacheKey(cr.canonical)),
+		zap.Int("width", cr.width),
+		zap.Int("bytes", len(e.data)),
+		zap.Duration("duration", time.Since(start)))
+	if h.mem != nil {
+		h.mem.Set(key, e)
+	}
+	return e, nil
 }
 
 // lookup returns the code from memory, from the storage, or fetched:
@@ -109,21 +111,13 @@ func (h *Handler) lookup(ctx context.Context, cr *codeRequest) (*entry, string, 
 	if err != nil {
 		return nil, "", err
 	}
-	ch := flight.DoChan(h.storeID+"|"+cr.key, func() (any, error) {
-		return h.fetch(context.WithoutCancel(ctx), cr)
-	})
-	select {
-	case res := <-ch:
-		if res.Err != nil {
-			giveBack()
-			return nil, "", res.Err
-		}
-		e := res.Val.(*entry)
-		h.remember(cr, e)
-		return e, outcomeMiss, nil
-	case <-ctx.Done():
-		return nil, "", ctx.Err()
+	e, err = h.fetchShared(ctx, cr)
+	if err != nil {
+		giveBack()
+		return nil, "", err
 	}
+	h.remember(cr, e)
+	return e, outcomeMiss, nil
 }
 
 func (h *Handler) remember(cr *codeRequest, e *entry) {
@@ -132,33 +126,115 @@ func (h *Handler) remember(cr *codeRequest, e *entry) {
 	}
 }
 
-// fetch asks WeChat for the code and caches it. The storage's lock for the
-// key makes instances sharing the storage call once between them: whoever
-// waited for the lock finds the code cached. The answer does not wait for
+// maxWaiting bounds the requests of one handler waiting for new codes,
+// their own or another's; more are answered 503 990503 at once.
+const maxWaiting = 1024
+
+// fetchShared waits for the code's fetch in flight, or admits a new one
+// and starts it: a spent cap, a full window or no free slot answer here,
+// before any storage lock or goroutine.
+func (h *Handler) fetchShared(ctx context.Context, cr *codeRequest) (*entry, error) {
+	if h.waiting.Add(1) > maxWaiting {
+		h.waiting.Add(-1)
+		return nil, busyProblem()
+	}
+	defer h.waiting.Add(-1)
+	key := h.storeID + "|" + cr.key
+	c, leader := flights.join(key)
+	if leader {
+		adm, err := h.admit(ctx)
+		if err != nil {
+			flights.finish(key, c, nil, err)
+			return nil, err
+		}
+		// Cleanup waits for this fetch, its call and its writes.
+		h.pending.Add(1)
+		go func() {
+			defer h.pending.Done()
+			e, err := protect(h.logger, cr.key, func() (*entry, error) {
+				return h.fetch(context.WithoutCancel(ctx), cr, adm)
+			})
+			if err != nil {
+				adm.release()
+			}
+			flights.finish(key, c, e, err)
+		}()
+	}
+	select {
+	case <-c.done:
+		return c.e, c.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// admission is what a fetch was admitted with: a code from every cap and
+// a slot among the calls in flight.
+type admission struct {
+	h    *Handler
+	res  reservation
+	once sync.Once
+}
+
+// release gives back the slot and the codes reserved, if the fetch has
+// not settled them.
+func (a *admission) release() {
+	a.once.Do(func() {
+		a.h.quota.release(a.res)
+		a.h.inFlight.Release(1)
+	})
+}
+
+// settled gives back the slot once the call's codes are counted.
+func (a *admission) settled() {
+	a.once.Do(func() { a.h.inFlight.Release(1) })
+}
+
+// admit takes a code from every cap, answered from memory when one is
+// spent or full, then a slot among the calls in flight, both within
+// timeout.
+func (h *Handler) admit(ctx context.Context) (*admission, error) {
+	wctx, cancel := context.WithTimeout(ctx, h.timeout)
+	defer cancel()
+	res, err := h.quota.reserve(wctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := h.inFlight.Acquire(wctx, 1); err != nil {
+		h.quota.release(res)
+		return nil, busyProblem()
+	}
+	return &admission{h: h, res: res}, nil
+}
+
+// fetch asks WeChat for the code it was admitted for, and caches it. The
+// storage's lock for the key makes instances sharing the storage call
+// once between them: whoever waited for the lock finds the code cached,
+// and gives back what it was admitted with. The answer does not wait for
 // the storage: the image is stored and the lock released after it, still
 // before another instance can take the lock; the code is counted in
 // memory and written with the caps' next flush. A storage that fails to
 // lock or write costs the cache, not the answer.
-func (h *Handler) fetch(ctx context.Context, cr *codeRequest) (*entry, error) {
-	// Cleanup waits for this fetch, its call and its writes.
-	h.pending.Add(1)
+func (h *Handler) fetch(ctx context.Context, cr *codeRequest, adm *admission) (*entry, error) {
 	unlock, cached := h.lockCode(ctx, cr)
-	finish := func() {
-		unlock()
-		h.pending.Done()
-	}
 	if cached != nil {
-		finish()
+		unlock()
+		adm.release()
 		return cached, nil
 	}
-	e, err := h.callWeChat(ctx, cr)
+	e, err := h.callWeChat(ctx, cr, adm)
 	if err != nil {
-		finish()
+		unlock()
 		return nil, err
 	}
+	h.pending.Add(1)
 	go func() {
-		defer finish()
-		h.storeCode(ctx, cr, e)
+		defer h.pending.Done()
+		defer unlock()
+		_, _ = protect(h.logger, cr.key, func() (struct{}, error) {
+			h.storeCode(ctx, cr, e)
+			return struct{}{}, nil
+		})
 	}()
 	return e, nil
 }
@@ -185,37 +261,18 @@ func (h *Handler) lockCode(ctx context.Context, cr *codeRequest) (unlock func(),
 	return unlock, e
 }
 
-// callWeChat asks WeChat for the code, within a slot among the calls in
-// flight and a code from every cap, and counts what it spent.
-func (h *Handler) callWeChat(ctx context.Context, cr *codeRequest) (*entry, error) {
-	release, res, err := h.admit(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer release()
+// callWeChat asks WeChat for the code and counts what it spent against
+// the caps it was admitted by.
+func (h *Handler) callWeChat(ctx context.Context, cr *codeRequest, adm *admission) (*entry, error) {
 	start := time.Now()
 	img, e, err := h.ask(ctx, cr)
-	h.settle(res, img, err)
+	h.settle(adm.res, img, err)
+	adm.settled()
 	if err != nil {
 		return nil, err
 	}
 	h.noteFetched(cr, img, e, time.Since(start))
 	return e, nil
-}
-
-// admit takes a slot among the calls in flight and a code from every
-// cap, both within one timeout, and returns what frees the slot.
-func (h *Handler) admit(ctx context.Context) (release func(), res reservation, err error) {
-	wctx, cancel := context.WithTimeout(ctx, h.timeout)
-	defer cancel()
-	if err := h.inFlight.Acquire(wctx, 1); err != nil {
-		return nil, nil, busyProblem()
-	}
-	if res, err = h.quota.reserve(wctx); err != nil {
-		h.inFlight.Release(1)
-		return nil, nil, err
-	}
-	return func() { h.inFlight.Release(1) }, res, nil
 }
 
 // ask makes the call, within timeout, and checks that its reply is a

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -196,9 +197,11 @@ type Handler struct {
 	visitorKeys []string
 	// inFlight bounds the calls to WeChat this handler makes at once.
 	inFlight *semaphore.Weighted
-	mem      *memoryCache
-	memKey   string
-	storeID  string
+	// waiting counts the requests waiting for new codes (maxWaiting).
+	waiting *atomic.Int64
+	mem     *memoryCache
+	memKey  string
+	storeID string
 	// pending counts the codes being stored after their answer.
 	pending *sync.WaitGroup
 	faults  *faultLog
@@ -268,6 +271,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.inFlight = semaphore.NewWeighted(maxInFlight)
+	h.waiting = new(atomic.Int64)
 	if err := h.openClient(storage); err != nil {
 		return err
 	}
