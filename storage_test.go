@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -21,6 +22,11 @@ func init() {
 
 // storageBroken makes every faultyStorage fail every operation.
 var storageBroken atomic.Bool
+
+// storagePanics makes every faultyStorage panic when a code is locked
+// (lockPanics) or stored (storePanics): a bug met in the work the module
+// runs apart from requests.
+var lockPanics, storePanics atomic.Bool
 
 var errInjected = errors.New("injected storage fault")
 
@@ -59,6 +65,9 @@ func broken() error {
 }
 
 func (s faulty) Store(ctx context.Context, key string, value []byte) error {
+	if storePanics.Load() && strings.HasPrefix(key, "wxqrcode/codes/") {
+		panic("injected panic storing " + key)
+	}
 	if err := broken(); err != nil {
 		return err
 	}
@@ -80,6 +89,9 @@ func (s faulty) Delete(ctx context.Context, key string) error {
 }
 
 func (s faulty) Lock(ctx context.Context, name string) error {
+	if lockPanics.Load() && strings.HasPrefix(name, "wxqrcode/codes/") {
+		panic("injected panic locking " + name)
+	}
 	if err := broken(); err != nil {
 		return err
 	}
@@ -182,6 +194,47 @@ func TestStorageReadFaultLifetimeAPIs(t *testing.T) {
 	}
 	if !strings.Contains(string(logs), "reading the cache; fetching the code") {
 		t.Error("the storage fault is not in the log")
+	}
+}
+
+// A panic in the work the module runs apart from requests (a fetch, a
+// store) ends that work, not Caddy: it is logged with the code's key, a
+// panicked fetch is answered 502, and the next request is served.
+func TestPanicsRecovered(t *testing.T) {
+	fake := newFake(t)
+	root := t.TempDir()
+	s := startSite(t, fake, "", wxBlock(fake, "/u", "api unlimited\nscene {query.s}\npage pages/item/item\ncap 100 per 1m\nstorage wxqrcode_test_faulty {\n\troot "+root+"\n}"))
+	lockPanics.Store(true)
+	t.Cleanup(func() { lockPanics.Store(false) })
+	resp, body := s.get("/u?s=a")
+	assertError(t, resp, body, http.StatusBadGateway, 990500)
+	lockPanics.Store(false)
+	storePanics.Store(true)
+	t.Cleanup(func() { storePanics.Store(false) })
+	resp, body = s.get("/u?s=b")
+	assertImage(t, resp, body, "image/jpeg", 430)
+	storePanics.Store(false)
+	resp, body = s.get("/u?s=a")
+	assertImage(t, resp, body, "image/jpeg", 430)
+	waitCached(t, root, 1)
+	logs, err := os.ReadFile(filepath.Join(logDir, t.Name()+".log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var panics int
+	for _, line := range strings.Split(string(logs), "\n") {
+		if strings.Contains(line, "panic while making a code") {
+			panics++
+			if !regexp.MustCompile(`"key":"[0-9a-f]{64}"`).MatchString(line) {
+				t.Errorf("a panic logged without the code's key: %s", line)
+			}
+		}
+	}
+	if panics != 2 {
+		t.Errorf("%d panics logged, want 2", panics)
+	}
+	if !strings.Contains(string(logs), "injected panic locking") || !strings.Contains(string(logs), "injected panic storing") {
+		t.Error("the log does not say what panicked")
 	}
 }
 
