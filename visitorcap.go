@@ -2,6 +2,7 @@ package wxqrcode
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"net/http"
 	"time"
@@ -14,6 +15,14 @@ import (
 // the least used are forgotten first, so a flood of new values (spoofed
 // headers, many addresses) costs memory up to this bound and no more.
 const maxVisitors = 100000
+
+// visitorKey is what the table keys a visitor by: a hash of the
+// template's value, so that each visitor costs the same few bytes however
+// long the value (a header can be a megabyte).
+func visitorKey(value string) string {
+	sum := sha256.Sum256([]byte(value))
+	return string(sum[:16])
+}
 
 // visitorPool keeps per-visitor counts across config reloads.
 var visitorPool = caddy.NewUsagePool()
@@ -124,7 +133,7 @@ func (h *Handler) countVisitor(ctx context.Context) (func(), error) {
 		}
 	}
 	for _, v := range h.visitors {
-		visitor := repl.ReplaceAll(v.cap.By, "")
+		visitor := visitorKey(repl.ReplaceAll(v.cap.By, ""))
 		start, err := v.take(visitor, now)
 		if err != nil {
 			giveBack()
