@@ -162,38 +162,75 @@ const DefaultMemoryCache = 64 << 20
 // entryOverhead approximates what an entry costs beyond its bytes and key.
 const entryOverhead = 256
 
-// memoryCache holds hot codes in front of the storage, bounded in bytes,
-// keyed by the canonical request.
+// memoryCache holds hot codes in front of the storage, bounded in bytes:
+// the masters, keyed by the canonical request, and the widths rendered
+// from them, keyed by canonical#width, each in a part of its own, so that
+// a stranger asking every width of every code pushes out widths only,
+// never the masters that visitors' codes are drawn from.
 type memoryCache struct {
-	*otter.Cache[string, *entry]
+	masters, widths *otter.Cache[string, *entry]
 }
 
+// widthShare is the part of the memory cache's bytes that widths get.
+const widthShare = 4
+
 func newMemoryCache(maxBytes uint64) (*memoryCache, error) {
-	c, err := otter.New(&otter.Options[string, *entry]{
-		MaximumWeight: maxBytes,
-		Weigher: func(key string, e *entry) uint32 {
-			return uint32(min(len(key)+len(e.data)+entryOverhead, 1<<32-1))
-		},
-	})
+	weigh := func(key string, e *entry) uint32 {
+		return uint32(min(len(key)+len(e.data)+entryOverhead, 1<<32-1))
+	}
+	widths, err := otter.New(&otter.Options[string, *entry]{MaximumWeight: max(1, maxBytes/widthShare), Weigher: weigh})
 	if err != nil {
 		return nil, err
 	}
-	return &memoryCache{c}, nil
+	masters, err := otter.New(&otter.Options[string, *entry]{MaximumWeight: max(1, maxBytes-maxBytes/widthShare), Weigher: weigh})
+	if err != nil {
+		return nil, err
+	}
+	return &memoryCache{masters: masters, widths: widths}, nil
 }
 
-// GetIfPresent returns the entry for key, unless it is a temporary code
-// due for renewal: the renewed code will replace it.
-func (m *memoryCache) GetIfPresent(key string) (*entry, bool) {
-	e, ok := m.Cache.GetIfPresent(key)
+// master returns the master for canonical, unless it is a temporary
+// code due for renewal: the renewed code will replace it.
+func (m *memoryCache) master(canonical string) (*entry, bool) {
+	return fresh(m.masters.GetIfPresent(canonical))
+}
+
+// width returns a width rendered before, keyed canonical#width.
+func (m *memoryCache) width(key string) (*entry, bool) {
+	return fresh(m.widths.GetIfPresent(key))
+}
+
+func fresh(e *entry, ok bool) (*entry, bool) {
 	if ok && e.stale() {
 		return nil, false
 	}
 	return e, ok
 }
 
+// purge removes the masters and widths whose key matches, and counts
+// them.
+func (m *memoryCache) purge(match func(key string) bool) int {
+	n := 0
+	for _, c := range []*otter.Cache[string, *entry]{m.masters, m.widths} {
+		var keys []string
+		for k := range c.Keys() {
+			if match(k) {
+				keys = append(keys, k)
+			}
+		}
+		for _, k := range keys {
+			if _, ok := c.Invalidate(k); ok {
+				n++
+			}
+		}
+	}
+	return n
+}
+
 // Destruct lets a memoryCache live in a caddy.UsagePool.
 func (m *memoryCache) Destruct() error {
-	m.InvalidateAll()
+	m.masters.InvalidateAll()
+	m.widths.InvalidateAll()
 	return nil
 }
 

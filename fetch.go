@@ -33,7 +33,7 @@ func (h *Handler) sized(ctx context.Context, cr *codeRequest) (*entry, string, e
 	// A URL-encoded canonical has no #, so no master has this key.
 	key := cr.canonical + "#" + strconv.Itoa(cr.width)
 	if h.mem != nil {
-		if e, ok := h.mem.GetIfPresent(key); ok {
+		if e, ok := h.mem.width(key); ok {
 			return e, outcomeMemoryHit, nil
 		}
 	}
@@ -63,7 +63,7 @@ func (h *Handler) sized(ctx context.Context, cr *codeRequest) (*entry, string, e
 func (h *Handler) renderWidth(cr *codeRequest, master *entry, key string) (*entry, error) {
 	if h.mem != nil {
 		// Rendered by a flight that ended since this request looked.
-		if e, ok := h.mem.GetIfPresent(key); ok {
+		if e, ok := h.mem.width(key); ok {
 			return e, nil
 		}
 	}
@@ -79,7 +79,7 @@ func (h *Handler) renderWidth(cr *codeRequest, master *entry, key string) (*entr
 		zap.Int("bytes", len(e.data)),
 		zap.Duration("duration", time.Since(start)))
 	if h.mem != nil {
-		h.mem.Set(key, e)
+		h.mem.widths.Set(key, e)
 	}
 	return e, nil
 }
@@ -90,7 +90,7 @@ func (h *Handler) renderWidth(cr *codeRequest, master *entry, key string) (*entr
 // for.
 func (h *Handler) lookup(ctx context.Context, cr *codeRequest) (*entry, string, error) {
 	if h.mem != nil {
-		if e, ok := h.mem.GetIfPresent(cr.canonical); ok {
+		if e, ok := h.mem.master(cr.canonical); ok {
 			return e, outcomeMemoryHit, nil
 		}
 	}
@@ -122,7 +122,7 @@ func (h *Handler) lookup(ctx context.Context, cr *codeRequest) (*entry, string, 
 
 func (h *Handler) remember(cr *codeRequest, e *entry) {
 	if h.mem != nil {
-		h.mem.Set(cr.canonical, e)
+		h.mem.masters.Set(cr.canonical, e)
 	}
 }
 

@@ -281,17 +281,7 @@ func appOf(canonical string) string {
 func (st *store) purgeMemory(match func(key string) bool) int {
 	n := 0
 	for _, mem := range st.mems {
-		var keys []string
-		for k := range mem.Keys() {
-			if match(k) {
-				keys = append(keys, k)
-			}
-		}
-		for _, k := range keys {
-			if _, ok := mem.Invalidate(k); ok {
-				n++
-			}
-		}
+		n += mem.purge(match)
 	}
 	return n
 }

@@ -210,3 +210,31 @@ func TestOldKeySchemeEntryIgnored(t *testing.T) {
 	}
 	waitCached(t, dir, 2) // the old entry stays, unused, beside the new
 }
+
+// Widths live in a part of the memory cache of their own: a stranger
+// asking many widths of a code pushes out widths, never the masters that
+// visitors' codes are served and drawn from.
+func TestWidthsDoNotEvictMasters(t *testing.T) {
+	fake := newFake(t)
+	s := startSite(t, fake, "", wxBlock(fake, "/u/*", "api unlimited\nscene {path.1}\npage pages/item/item\ncap 1000 per 1m\nmemory_cache 1MiB"))
+	codes := []string{"a", "b", "c", "d", "e"}
+	for _, c := range codes {
+		resp, body := s.get("/u/" + c + "?width=1280")
+		assertImage(t, resp, body, "image/jpeg", 1280)
+	}
+	rendered := 0
+	for w := 1200; w < 1240; w++ {
+		resp, body := s.get(fmt.Sprintf("/u/a?width=%d", w))
+		assertImage(t, resp, body, "image/jpeg", w)
+		rendered += len(body)
+	}
+	if rendered < 1<<20 {
+		t.Fatalf("the widths came to %d bytes, want more than the whole memory cache", rendered)
+	}
+	for _, c := range codes {
+		resp, _ := s.get("/u/" + c + "?width=1280")
+		if got := resp.Header.Get("Cache-Status"); got != "wxqrcode; hit; detail=memory" {
+			t.Errorf("master %s: Cache-Status %q after the widths, want a memory hit", c, got)
+		}
+	}
+}
