@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"golang.org/x/sync/singleflight"
 
 	"github.com/wxqrcode/caddy-wxqrcode/wechat"
 )
@@ -21,9 +20,6 @@ const (
 	outcomeRendered = "rendered"
 	outcomeMiss     = "miss"
 )
-
-// renders joins concurrent renders of one width of one code.
-var renders singleflight.Group
 
 // sized returns the code at the requested width: a width rendered
 // before from memory, else the master, as it is when it has that width,
@@ -41,32 +37,46 @@ func (h *Handler) sized(ctx context.Context, cr *codeRequest) (*entry, string, e
 	if err != nil || master.width == cr.width {
 		return master, outcome, err
 	}
-	ch := renders.DoChan(h.storeID+"|"+key, func() (any, error) {
-		return protect(h.logger, cacheKey(cr.canonical), func() (any, error) { return h.renderWidth(cr, master, key) })
-	})
-	select {
-	case res := <-ch:
-		if res.Err != nil {
-			return nil, "", res.Err
-		}
-		if outcome != outcomeMiss {
-			outcome = outcomeRendered
-		}
-		return res.Val.(*entry), outcome, nil
-	case <-ctx.Done():
-		return nil, "", ctx.Err()
+	rkey := h.storeID + "|" + key
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	c, leader := renders.join(rkey, cancel)
+	if !leader {
+		cancel()
+	} else if err := enterDraw(); err != nil {
+		renders.finish(rkey, c, nil, err)
+		cancel()
+	} else {
+		go func() {
+			defer leaveDraw()
+			defer cancel()
+			e, err := protect(h.logger, cacheKey(cr.canonical), func() (*entry, error) { return h.renderWidth(rctx, cr, master, key) })
+			renders.finish(rkey, c, e, err)
+		}()
 	}
+	e, err := renders.wait(ctx, rkey, c)
+	if err != nil {
+		return nil, "", err
+	}
+	if outcome != outcomeMiss {
+		outcome = outcomeRendered
+	}
+	return e, outcome, nil
 }
 
 // renderWidth draws the width of master that key names, and keeps it in
 // memory.
-func (h *Handler) renderWidth(cr *codeRequest, master *entry, key string) (*entry, error) {
+func (h *Handler) renderWidth(ctx context.Context, cr *codeRequest, master *entry, key string) (*entry, error) {
 	if h.mem != nil {
 		// Rendered by a flight that ended since this request looked.
 		if e, ok := h.mem.width(key); ok {
 			return e, nil
 		}
 	}
+	// Queued for a slot until nobody waits any more.
+	if err := drawSlots.Acquire(ctx, 1); err != nil {
+		return nil, err
+	}
+	defer drawSlots.Release(1)
 	start := time.Now()
 	e, err := render(master, cr.width)
 	if err != nil {
@@ -140,7 +150,7 @@ func (h *Handler) fetchShared(ctx context.Context, cr *codeRequest) (*entry, err
 	}
 	defer h.waiting.Add(-1)
 	key := h.storeID + "|" + cr.key
-	c, leader := flights.join(key)
+	c, leader := flights.join(key, nil)
 	if leader {
 		adm, err := h.admit(ctx)
 		if err != nil {
@@ -160,12 +170,7 @@ func (h *Handler) fetchShared(ctx context.Context, cr *codeRequest) (*entry, err
 			flights.finish(key, c, e, err)
 		}()
 	}
-	select {
-	case <-c.done:
-		return c.e, c.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	return flights.wait(ctx, key, c)
 }
 
 // admission is what a fetch was admitted with: a code from every cap and

@@ -1,6 +1,7 @@
 package wxqrcode
 
 import (
+	"context"
 	"fmt"
 	"runtime/debug"
 	"sync"
@@ -17,35 +18,72 @@ type flightGroup struct {
 	calls map[string]*flightCall
 }
 
-// flightCall is one fetch and what it came to.
+// flightCall is one piece of work and what it came to.
 type flightCall struct {
 	done chan struct{}
 	e    *entry
 	err  error
+	// waiters are the callers waiting for it; when the last leaves,
+	// cancel, if set, ends the work: nobody would get its result.
+	waiters int
+	cancel  context.CancelFunc
 }
 
-// flights is shared by every handler, so routes for the same app and the
-// old and new handlers of a config reload also make one call per code.
-var flights = &flightGroup{calls: map[string]*flightCall{}}
+// flights and renders are shared by every handler, so routes for the
+// same app and the old and new handlers of a config reload also make one
+// call per code, and draw each width once.
+var (
+	flights = &flightGroup{calls: map[string]*flightCall{}}
+	renders = &flightGroup{calls: map[string]*flightCall{}}
+)
 
-// join returns the fetch of key in flight, or a new one that the caller
-// leads and must end with finish.
-func (g *flightGroup) join(key string) (c *flightCall, leader bool) {
+// join returns the work on key in flight, or a new one that the caller
+// leads and must end with finish. cancel, for a new one, is what ends
+// its work once nobody waits for it; nil keeps it going.
+func (g *flightGroup) join(key string, cancel context.CancelFunc) (c *flightCall, leader bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if c := g.calls[key]; c != nil {
+		c.waiters++
 		return c, false
 	}
-	c = &flightCall{done: make(chan struct{})}
+	c = &flightCall{done: make(chan struct{}), waiters: 1, cancel: cancel}
 	g.calls[key] = c
 	return c, true
 }
 
-// finish ends the fetch of key with its outcome, for every caller that
+// wait returns the outcome of c, or ctx's error if ctx ends first.
+func (g *flightGroup) wait(ctx context.Context, key string, c *flightCall) (*entry, error) {
+	select {
+	case <-c.done:
+		return c.e, c.err
+	case <-ctx.Done():
+		g.leave(key, c)
+		return nil, ctx.Err()
+	}
+}
+
+// leave counts a caller of c that stopped waiting; work nobody waits for
+// any more is cancelled, and the next caller starts it anew.
+func (g *flightGroup) leave(key string, c *flightCall) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	c.waiters--
+	if c.waiters == 0 && c.cancel != nil {
+		c.cancel()
+		if g.calls[key] == c {
+			delete(g.calls, key)
+		}
+	}
+}
+
+// finish ends the work on key with its outcome, for every caller that
 // joined it.
 func (g *flightGroup) finish(key string, c *flightCall, e *entry, err error) {
 	g.mu.Lock()
-	delete(g.calls, key)
+	if g.calls[key] == c {
+		delete(g.calls, key)
+	}
 	g.mu.Unlock()
 	c.e, c.err = e, err
 	close(c.done)

@@ -2,16 +2,13 @@ package wxqrcode
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"fmt"
 	"image"
 	"image/jpeg"
 	"image/png"
-	"runtime"
 
 	"golang.org/x/image/draw"
-	"golang.org/x/sync/semaphore"
 
 	"github.com/wxqrcode/caddy-wxqrcode/wechat"
 )
@@ -33,11 +30,6 @@ const jpegQuality = 92
 // to 47 of 255). Nearest neighbour leaves round codes and logos jagged.
 var scaler = draw.ApproxBiLinear
 
-// renderSlots bounds the renders at once to the CPUs: more would not
-// finish sooner, and each holds a decoded master and its halves (a few
-// megabytes) until it ends.
-var renderSlots = semaphore.NewWeighted(int64(runtime.GOMAXPROCS(0)))
-
 // render draws master at width pixels wide, and high in proportion (codes
 // are square), in the master's format: a JPEG stays a JPEG, a PNG stays a
 // PNG with its alpha. The variant keeps the master's time, so its
@@ -47,10 +39,6 @@ func render(master *entry, width int) (*entry, error) {
 		// An official account's code, drawn by this module: draw it again.
 		return redraw(master, width)
 	}
-	// The render serves every request waiting for it, so none of them
-	// may cancel it; without a context to end, Acquire cannot fail.
-	_ = renderSlots.Acquire(context.Background(), 1)
-	defer renderSlots.Release(1)
 	src, _, err := image.Decode(bytes.NewReader(master.data))
 	if err != nil {
 		return nil, fmt.Errorf("decoding the cached code to resize it: %v", err)

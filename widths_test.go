@@ -238,3 +238,46 @@ func TestWidthsDoNotEvictMasters(t *testing.T) {
 		}
 	}
 }
+
+// Draws share one bound: past the slots and a short queue, a width is
+// refused at once with 503 and Retry-After, and the rest are drawn.
+func TestDrawsBounded(t *testing.T) {
+	fake := newFake(t)
+	s := startSite(t, fake, "", wxBlock(fake, "/u/*", "api unlimited\nscene {path.1}\npage pages/item/item\ncap 1000 per 1m"))
+	resp, body := s.get("/u/a?width=1280")
+	assertImage(t, resp, body, "image/jpeg", 1280)
+	const n = 40
+	statuses := make([]int, n)
+	retry := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, body := s.get(fmt.Sprintf("/u/a?width=%d", 1200+i))
+			statuses[i], retry[i] = resp.StatusCode, resp.Header.Get("Retry-After")
+			if resp.StatusCode == http.StatusServiceUnavailable {
+				assertError(t, resp, body, http.StatusServiceUnavailable, 990503)
+			}
+		}()
+	}
+	wg.Wait()
+	var ok, refused int
+	for i, st := range statuses {
+		switch st {
+		case http.StatusOK:
+			ok++
+		case http.StatusServiceUnavailable:
+			refused++
+			if retry[i] != "1" {
+				t.Errorf("a refused draw with Retry-After %q, want 1", retry[i])
+			}
+		default:
+			t.Errorf("width %d: status %d", 1200+i, st)
+		}
+	}
+	if refused == 0 || ok == 0 {
+		t.Errorf("%d drawn and %d refused of %d widths at once, want some of each", ok, refused, n)
+	}
+	t.Logf("%d drawn, %d refused", ok, refused)
+}

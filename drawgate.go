@@ -1,0 +1,36 @@
+package wxqrcode
+
+import (
+	"net/http"
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/semaphore"
+)
+
+// Widths rendered from masters and official accounts' codes drawn anew
+// share one bound on CPU: drawSlots run at once, as many as the CPUs
+// (more would not finish sooner, and each holds a decoded master, a few
+// megabytes, until it ends), and twice as many more wait. Past both, a draw
+// is refused at once with 503: a stranger asking many widths gets
+// answers that cost nothing while visitors' draws go on.
+var (
+	drawSlots  = semaphore.NewWeighted(int64(runtime.GOMAXPROCS(0)))
+	maxDrawing = 3 * int64(runtime.GOMAXPROCS(0)) // the slots and a queue of twice as many
+	drawing    atomic.Int64
+)
+
+// enterDraw admits a draw into the slots or the queue, or refuses it.
+func enterDraw() error {
+	if drawing.Add(1) > maxDrawing {
+		drawing.Add(-1)
+		p := localProblem(http.StatusServiceUnavailable, codeBusy, "wxqrcode: too many widths are being drawn at once; try again shortly")
+		p.retryAfter = time.Second
+		return p
+	}
+	return nil
+}
+
+// leaveDraw ends a draw that enterDraw admitted.
+func leaveDraw() { drawing.Add(-1) }
