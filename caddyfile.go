@@ -56,13 +56,15 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    cap         <n> [per <duration> [by <template>]]
 //	    errors      json|caddy
 //	    memory_cache <size>|off
+//	    max_stored  <n>
 //	}
 //
 // appid is required, and secret with token stable or classic. When requests choose the codes (a path,
 // page, scene or line_color template reads the request, and no allow list
 // of literal paths pins it), qrcode, wxacode and oa_permanent need sign_key
 // or a cap without per (a total budget), and unlimited and oa_temporary
-// need sign_key or a cap. expire (oa_temporary) is 60s to 30d.
+// need sign_key or a cap. expire (oa_temporary) is 60s to 30d. max_stored
+// (default 10000) bounds the codes kept in the storage.
 // allow, sign_key and cap may repeat. Templates are Caddy placeholders
 // and text, resolved per request.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
@@ -155,6 +157,15 @@ func (h *Handler) unmarshalOption(d *caddyfile.Dispenser, name string) (int, err
 				return d.Errf("memory_cache must be a size such as 64MiB, or off, not %q", v)
 			}
 			h.MemoryCache = int64(size)
+			return nil
+		})
+	case "max_stored":
+		return 1, oneArg(d, func(v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return d.Errf("max_stored must be a number of codes, at least 1, not %q", v)
+			}
+			h.MaxStored = n
 			return nil
 		})
 	case "storage":

@@ -63,6 +63,9 @@ func (h *Handler) checkConfig() error {
 	if err := checkCaps(h.Caps); err != nil {
 		return err
 	}
+	if h.MaxStored < 0 {
+		return optionErr("max_stored", fmt.Errorf("max_stored must be at least 1 code, not %d", h.MaxStored))
+	}
 	if err := h.checkAPIOptions(api); err != nil {
 		return err
 	}
@@ -283,6 +286,7 @@ func (h *Handler) resolveConfig() {
 	h.page = cmp.Or(h.Page, defaultPage)
 	h.scene = cmp.Or(h.Scene, defaultScene)
 	h.width = cmp.Or(h.Width, defaultWidth)
+	h.maxStored = cmp.Or(h.MaxStored, DefaultMaxStored)
 	// A rotation key whose placeholder is unset is left out, so that a
 	// config can name the old key's variable outside a rotation; the first
 	// key signs and must be set (Validate).

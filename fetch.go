@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"strconv"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -173,26 +172,35 @@ func (h *Handler) fetchShared(ctx context.Context, cr *codeRequest) (*entry, err
 	return flights.wait(ctx, key, c)
 }
 
-// admission is what a fetch was admitted with: a code from every cap and
-// a slot among the calls in flight.
+// admission is what a fetch was admitted with: a code from every cap,
+// until the call is counted, and a slot among the fetches in flight,
+// until the code is stored.
 type admission struct {
-	h    *Handler
-	res  reservation
-	once sync.Once
+	h            *Handler
+	res          reservation
+	counted      bool
+	slotReleased bool
 }
 
-// release gives back the slot and the codes reserved, if the fetch has
-// not settled them.
-func (a *admission) release() {
-	a.once.Do(func() {
-		a.h.quota.release(a.res)
+// counted marks the reservation settled by the call.
+func (a *admission) settled() { a.counted = true }
+
+// done gives back the slot.
+func (a *admission) done() {
+	if !a.slotReleased {
+		a.slotReleased = true
 		a.h.inFlight.Release(1)
-	})
+	}
 }
 
-// settled gives back the slot once the call's codes are counted.
-func (a *admission) settled() {
-	a.once.Do(func() { a.h.inFlight.Release(1) })
+// release gives back the codes reserved, unless the call counted them,
+// and the slot.
+func (a *admission) release() {
+	if !a.counted {
+		a.counted = true
+		a.h.quota.release(a.res)
+	}
+	a.done()
 }
 
 // admit takes a code from every cap, answered from memory when one is
@@ -232,12 +240,17 @@ func (h *Handler) fetch(ctx context.Context, cr *codeRequest, adm *admission) (*
 		unlock()
 		return nil, err
 	}
+	// The slot is held until the code is stored, so that stores waiting
+	// for the storage are bounded too.
 	h.pending.Add(1)
 	go func() {
 		defer h.pending.Done()
+		defer adm.done()
 		defer unlock()
 		_, _ = protect(h.logger, cr.key, func() (struct{}, error) {
-			h.storeCode(ctx, cr, e)
+			if h.record(ctx, cr, e) {
+				h.storeCode(ctx, cr, e)
+			}
 			return struct{}{}, nil
 		})
 	}()

@@ -6,6 +6,7 @@
 package wxqrcode
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -177,6 +178,15 @@ type Handler struct {
 	// storage and bound share one, across config reloads too.
 	MemoryCache int64 `json:"memory_cache,omitempty"`
 
+	// MaxStored bounds the codes of this app and api kept in the storage;
+	// 0 means 10000. Past it, the codes stored first are removed (any can
+	// be asked again: WeChat counts identical parameters once), and so
+	// are expired temporary codes. The count is kept in the storage, so it
+	// holds across a cluster sharing it and across restarts; routes of one
+	// app and api on one storage share it, each keeping it at its own
+	// bound.
+	MaxStored int `json:"max_stored,omitempty"`
+
 	// The config resolved, with its defaults: what the handler uses.
 	appID    string
 	secret   string
@@ -192,7 +202,11 @@ type Handler struct {
 	// signKeyNames name signKeys in messages: their placeholders.
 	signKeyNames []string
 	quota        *quota
-	visitors     []*visitorCap
+	maxStored    int
+	ledger       *ledger
+	// stopSweep ends the sweep of expired temporary codes.
+	stopSweep context.CancelFunc
+	visitors  []*visitorCap
 	// visitorKeys are the per-visitor caps' keys in visitorPool.
 	visitorKeys []string
 	// inFlight bounds the calls to WeChat this handler makes at once.
@@ -259,6 +273,10 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.cache = &codeCache{storage: storage}
+	h.ledger = newLedger(storage, h.appID, h.api, h.faults)
+	if h.api == apiOATemporary {
+		h.startSweep()
+	}
 	h.storeID = h.storageID(ctx)
 	h.pending = new(sync.WaitGroup)
 	if err := h.openMemoryCache(ctx); err != nil {
@@ -382,6 +400,9 @@ func keyName(k string) string {
 // gives back what it did not spend.
 func (h *Handler) Cleanup() error {
 	unregisterHandler(h)
+	if h.stopSweep != nil {
+		h.stopSweep()
+	}
 	if h.pending != nil {
 		h.pending.Wait()
 	}
