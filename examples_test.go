@@ -3,6 +3,8 @@ package wxqrcode_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -41,9 +43,13 @@ func TestExamples(t *testing.T) {
 				t.Fatal(err)
 			}
 			pretty.WriteByte('\n')
-			if err := caddy.Validate(configOf(t, cfg)); err != nil {
+			// Loaded with every storage moved into a temporary directory,
+			// which loading must leave empty: caddy validate writes nothing.
+			stores := t.TempDir()
+			if err := caddy.Validate(configOf(t, storagesIn(t, cfg, stores))); err != nil {
 				t.Errorf("does not load: %v", err)
 			}
+			assertEmpty(t, stores)
 			if file == "Caddyfile.example" {
 				return
 			}
@@ -61,6 +67,62 @@ func TestExamples(t *testing.T) {
 				t.Errorf("%s has drifted from its Caddyfile; adapted:\n%s", golden, pretty.Bytes())
 			}
 		})
+	}
+}
+
+// storagesIn moves the storages of cfg into dir: the global storage (set
+// when cfg has none, for Caddy's default), every file_system root and
+// every cache_dir.
+func storagesIn(t *testing.T, cfg []byte, dir string) []byte {
+	t.Helper()
+	var c map[string]any
+	if err := json.Unmarshal(cfg, &c); err != nil {
+		t.Fatal(err)
+	}
+	if c["storage"] == nil {
+		c["storage"] = map[string]any{"module": "file_system", "root": "default"}
+	}
+	n := 0
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			if v["module"] == "file_system" && v["root"] != nil {
+				n++
+				v["root"] = filepath.Join(dir, fmt.Sprintf("root%d", n))
+			}
+			if v["cache_dir"] != nil {
+				n++
+				v["cache_dir"] = filepath.Join(dir, fmt.Sprintf("cache_dir%d", n))
+			}
+			for _, e := range v {
+				walk(e)
+			}
+		case []any:
+			for _, e := range v {
+				walk(e)
+			}
+		}
+	}
+	walk(c)
+	out, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// assertEmpty fails if anything was written under dir.
+func assertEmpty(t *testing.T, dir string) {
+	t.Helper()
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && path != dir {
+			t.Errorf("loading the config wrote %s", path)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 

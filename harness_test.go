@@ -52,6 +52,10 @@ const (
 // scans them for the secret and every access token issued.
 var logDir string
 
+// home is where HOME and the rest point during the run; nothing may be
+// written there.
+var home *outside
+
 // fakes lists every fake WeChat of the run, for the tokens they issued.
 var fakes struct {
 	sync.Mutex
@@ -65,13 +69,24 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	os.Setenv(secretEnv, testSecret)
+	if home, err = enterOutside(); err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
 	code := m.Run()
 	if code == 0 {
 		if err := scanLogs(); err != nil {
 			fmt.Println("FAIL: log scan:", err)
 			code = 1
 		}
+		if err := home.check(); err != nil {
+			fmt.Println("FAIL:", err)
+			code = 1
+		} else {
+			fmt.Println("outside check: nothing written to HOME, XDG_*, Caddy's default storage or autosave, or the checkout")
+		}
 	}
+	os.RemoveAll(home.dir)
 	if os.Getenv("WXQRCODE_KEEP_LOGS") == "" {
 		os.RemoveAll(logDir)
 	} else {
@@ -311,7 +326,9 @@ func builtCaddy(t *testing.T) string {
 			return
 		}
 		caddyBin = filepath.Join(dir, "caddy")
-		out, err := exec.Command("go", "build", "-o", caddyBin, "./cmd/caddy").CombinedOutput()
+		cmd := exec.Command("go", "build", "-o", caddyBin, "./cmd/caddy")
+		cmd.Env = home.goEnv
+		out, err := cmd.CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build ./cmd/caddy: %v\n%s", err, out)
 		}
@@ -330,7 +347,9 @@ type process struct {
 }
 
 // startProcess runs the built Caddy with args in dir, its output going to
-// a log in logDir, and waits until url answers.
+// a log in logDir, and waits until url answers. The process has a HOME and
+// XDG directories of its own, in a temporary directory: its autosave and
+// default storage go there.
 func startProcess(t *testing.T, dir, url string, env []string, args ...string) *process {
 	t.Helper()
 	logf, err := os.CreateTemp(logDir, "process-*.log")
@@ -339,7 +358,7 @@ func startProcess(t *testing.T, dir, url string, env []string, args ...string) *
 	}
 	cmd := exec.Command(builtCaddy(t), args...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(append(os.Environ(), ownHome(t.TempDir())...), env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
