@@ -170,12 +170,16 @@ type site struct {
 }
 
 // caddyfile wraps site directives in a Caddyfile for a test: debug logs
-// into logDir, default storage at dir.
+// into logDir, default storage at dir. Without the TLS app's storage
+// cleaner, which writes Caddy's instance.uuid into the data directory of
+// the process: for a Caddy in the test process, outside the test's
+// temporary directories.
 func caddyfile(t *testing.T, port int, dir, directives string) string {
 	logFile := filepath.Join(logDir, strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())+".log")
 	return fmt.Sprintf(`{
 	admin off
 	persist_config off
+	storage_clean_interval off
 	auto_https off
 	storage file_system %s
 	log {
