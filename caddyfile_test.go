@@ -196,7 +196,7 @@ func TestCredentialsResolvedAtLoad(t *testing.T) {
 		t.Errorf("adapted config lost the placeholder: %s", cfg)
 	}
 	err = caddy.Validate(&caddy.Config{AppsRaw: appsOf(t, cfg)})
-	if err == nil || !strings.Contains(err.Error(), "secret is empty after resolving placeholders") {
+	if err == nil || !strings.Contains(err.Error(), `secret is empty after resolving "{env.WXQRCODE_TEST_EMPTY}"`) {
 		t.Errorf("want a load error for an empty secret, got %v", err)
 	}
 }

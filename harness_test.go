@@ -79,12 +79,12 @@ func TestMain(m *testing.M) {
 			fmt.Println("FAIL: log scan:", err)
 			code = 1
 		}
-		if err := home.check(); err != nil {
-			fmt.Println("FAIL:", err)
-			code = 1
-		} else {
-			fmt.Println("outside check: nothing written to HOME, XDG_*, Caddy's default storage or autosave, or the checkout")
-		}
+	}
+	if err := home.check(); err != nil {
+		fmt.Println("FAIL:", err)
+		code = 1
+	} else {
+		fmt.Println("outside check: nothing written to HOME, XDG_*, Caddy's default storage or autosave, or the checkout")
 	}
 	os.RemoveAll(home.dir)
 	if os.Getenv("WXQRCODE_KEEP_LOGS") == "" {
