@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -133,4 +134,50 @@ func configOf(t *testing.T, cfg []byte) *caddy.Config {
 		t.Fatal(err)
 	}
 	return &c
+}
+
+// caddy validate, caddy adapt, and a Caddy that loads a config and stops
+// without a request, leave every storage as it was: the counts behind caps
+// are created with the first code. The first code creates them.
+func TestLoadWritesNothing(t *testing.T) {
+	fake := newFake(t)
+	dir := t.TempDir()
+	stores := filepath.Join(dir, "stores")
+	port := freePort(t)
+	directives := qrBlock(fake, "allow *\ncap 100\ncap 10 per 1h\ncap 5 per 1m by {client_ip}") +
+		wxBlock(fake, "/poster/*", "api unlimited\nscene {path.1}\npage pages/index/index\ncap 50 per 1h\ncache_dir "+filepath.Join(stores, "posters")) +
+		wxBlock(fake, "/oa", "api oa_permanent\nallow *\ncap 10\nstorage file_system {\n\troot "+filepath.Join(stores, "oa")+"\n}")
+	text := caddyfile(t, port, filepath.Join(stores, "default"), directives)
+	config := filepath.Join(dir, "Caddyfile")
+	if err := os.WriteFile(config, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"validate", "--config", config}, {"adapt", "--config", config}} {
+		if out, err := exec.Command(builtCaddy(t), args...).CombinedOutput(); err != nil {
+			t.Fatalf("caddy %s: %v\n%s", args[0], err, out)
+		}
+	}
+	if _, err := os.Stat(stores); err == nil {
+		t.Errorf("caddy validate created %s", stores)
+	}
+
+	s := startSite(t, fake, filepath.Join(stores, "default"), directives)
+	if err := caddy.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, sub := range []string{"default/wxqrcode", "posters", "oa"} {
+		if _, err := os.Stat(filepath.Join(stores, sub)); err == nil {
+			t.Errorf("a Caddy that served nothing wrote %s", filepath.Join(stores, sub))
+		}
+	}
+
+	s = startSite(t, fake, filepath.Join(stores, "default"), directives)
+	resp, body := s.get("/qr?path=pages/index/index")
+	assertImage(t, resp, body, "image/jpeg", 430)
+	if err := caddy.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(stores, "default", "wxqrcode", "quota", testAppID, "limited.json")); err != nil {
+		t.Errorf("the first code wrote no count: %v", err)
+	}
 }
