@@ -138,7 +138,7 @@ func configOf(t *testing.T, cfg []byte) *caddy.Config {
 
 // caddy validate, caddy adapt, and a Caddy that loads a config and stops
 // without a request, leave every storage as it was: the counts behind caps
-// are created with the first code. The first code creates them.
+// are created with the first code.
 func TestLoadWritesNothing(t *testing.T) {
 	fake := newFake(t)
 	dir := t.TempDir()
@@ -161,7 +161,7 @@ func TestLoadWritesNothing(t *testing.T) {
 		t.Errorf("caddy validate created %s", stores)
 	}
 
-	s := startSite(t, fake, filepath.Join(stores, "default"), directives)
+	startSite(t, fake, filepath.Join(stores, "default"), directives)
 	if err := caddy.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +171,7 @@ func TestLoadWritesNothing(t *testing.T) {
 		}
 	}
 
-	s = startSite(t, fake, filepath.Join(stores, "default"), directives)
+	s := startSite(t, fake, filepath.Join(stores, "default"), directives)
 	resp, body := s.get("/qr?path=pages/index/index")
 	assertImage(t, resp, body, "image/jpeg", 430)
 	if err := caddy.Stop(); err != nil {
