@@ -191,6 +191,8 @@ func newBrowser(t *testing.T) context.Context {
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(findChromium(t)),
 		chromedp.UserDataDir(t.TempDir()),
+		// Its crash reports and dconf cache go to HOME and XDG_*.
+		chromedp.Env(ownHome(t.TempDir())...),
 		chromedp.NoSandbox, // CI runs as root
 		chromedp.DisableGPU,
 		chromedp.Flag("disable-quic", true),

@@ -1,11 +1,16 @@
 package wxqrcode
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"net/http"
+	"regexp"
+	"slices"
 	"strconv"
+	"strings"
+	"sync"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -91,9 +96,146 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		if errors.As(err, &oerr) && oerr.index < len(lines[oerr.option]) {
 			line = lines[oerr.option][oerr.index]
 		}
-		return fmt.Errorf("wxqrcode: %w, at %s:%d", err, file, line)
+		return fmt.Errorf("wxqrcode: %s, at %s:%d", caddyfileForm(err.Error()), file, line)
 	}
+	blocks.note(h, fmt.Sprintf("%s:%d", file, line))
 	return nil
+}
+
+// blocks remembers where the Caddyfile adapter read each wxqrcode block,
+// by the block's JSON, so that an error found only once placeholders are
+// resolved, at load, names the block's line when the Caddyfile was
+// adapted in the same process (caddy run, start, validate). A config
+// loaded as JSON, or sent to a running Caddy by caddy reload, has none.
+var blocks = blockLines{at: map[string][]string{}}
+
+type blockLines struct {
+	mu sync.Mutex
+	at map[string][]string // block's JSON digest -> file:line
+}
+
+// maxBlocks bounds what blocks remembers in a process that adapts many
+// Caddyfiles: past it, it starts over.
+const maxBlocks = 1024
+
+func (b *blockLines) note(h *Handler, at string) {
+	key := blockKey(h)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.at) >= maxBlocks {
+		clear(b.at)
+	}
+	if !slices.Contains(b.at[key], at) {
+		b.at[key] = append(b.at[key], at)
+	}
+}
+
+// where is ", at <file:line>" for a block read from a Caddyfile, with
+// every line an identical block was read at, or "".
+func (b *blockLines) where(key string) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.at[key]) == 0 {
+		return ""
+	}
+	return ", at " + strings.Join(b.at[key], " and ")
+}
+
+// blockKey is the digest of a block's config as the user wrote it.
+func blockKey(h *Handler) string {
+	raw, err := json.Marshal(h)
+	if err != nil {
+		return ""
+	}
+	return digest(string(raw))
+}
+
+// options are the names the block takes, for "did you mean".
+var options = []string{
+	"appid", "secret", "api", "expire", "path", "page", "scene", "width",
+	"auto_color", "line_color", "is_hyaline", "env_version", "check_path",
+	"cache_dir", "storage", "token", "api_base", "timeout", "allow",
+	"sign_key", "cap", "errors", "memory_cache",
+}
+
+// didYouMean is " (did you mean <option>?)" for the option closest to
+// name, when one is a typo away, or "".
+func didYouMean(name string) string {
+	best, bestDist := "", 3
+	for _, o := range options {
+		if d := editDistance(name, o); d < bestDist {
+			best, bestDist = o, d
+		}
+	}
+	// One edit in a short name, two in a longer one.
+	if best == "" || (bestDist == 2 && len(name) < 5) {
+		return ""
+	}
+	return " (did you mean " + best + "?)"
+}
+
+// editDistance counts the insertions, deletions, substitutions and swaps
+// of adjacent letters that turn a into b.
+func editDistance(a, b string) int {
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
+		}
+	}
+	return d[len(a)][len(b)]
+}
+
+// caddyfileForm writes the request placeholders in msg as a Caddyfile
+// writes them, {query.scene} for {http.request.uri.query.scene}: the
+// adapter expands the short forms before the directive sees them, and a
+// message should quote what the user wrote.
+func caddyfileForm(msg string) string {
+	return longPlaceholder.ReplaceAllStringFunc(msg, func(p string) string {
+		if short := httpcaddyfile.WasReplacedPlaceholderShorthand(p); short != "" {
+			return short
+		}
+		for _, s := range shortPrefixes {
+			if name, ok := strings.CutPrefix(p, s.long); ok {
+				return s.short + name
+			}
+		}
+		return p
+	})
+}
+
+var longPlaceholder = regexp.MustCompile(`\{http\.[^{}]+\}`)
+
+// shortPrefixes are the Caddyfile's short forms of placeholders with a
+// name, longest first where one prefix holds another (as in Caddy's
+// httpcaddyfile.NewShorthandReplacer).
+var shortPrefixes = []struct{ long, short string }{
+	{"{http.request.uri.path.file.", "{file."},
+	{"{http.request.uri.path.", "{path."},
+	{"{http.request.uri.query.", "{query."},
+	{"{http.request.header.", "{header."},
+	{"{http.request.cookie.", "{cookie."},
+	{"{http.request.host.labels.", "{labels."},
+	{"{http.regexp.", "{re."},
+	{"{http.vars.", "{vars."},
+	{"{http.reverse_proxy.", "{rp."},
+	{"{http.intercept.", "{resp."},
+	{"{http.error.", "{err."},
+	{"{http.matchers.file.", "{file_match."},
 }
 
 // unmarshalOption reads the option name and its arguments, and returns
@@ -173,7 +315,7 @@ func (h *Handler) unmarshalOption(d *caddyfile.Dispenser, name string) (int, err
 	case "token":
 		return 1, h.unmarshalToken(d)
 	}
-	return 0, d.Errf("unknown subdirective %q", name)
+	return 0, d.Errf("unknown subdirective %q%s", name, didYouMean(name))
 }
 
 // stringOption returns the field of an option that takes one string as

@@ -3,6 +3,9 @@ package wxqrcode_test
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -129,7 +132,11 @@ func TestCaddyfileErrors(t *testing.T) {
 		line        int
 		msg         string
 	}{
-		{"unknown subdirective", head + "\tcolour red\n\tallow *\n}", 5, `unknown subdirective "colour"`},
+		{"unknown subdirective", head + "\tcolour red\n\tallow *\n}", 5, `unknown subdirective "colour", at`},
+		{"typo, one letter out", head + "\talow *\n}", 5, `unknown subdirective "alow" (did you mean allow?)`},
+		{"typo, letters swapped", head + "\tsecert s\n\tallow *\n}", 5, `unknown subdirective "secert" (did you mean secret?)`},
+		{"typo, two letters", head + "\tmemory_cahce off\n\tallow *\n}", 5, `unknown subdirective "memory_cahce" (did you mean memory_cache?)`},
+		{"bad width names it", head + "\twidth 2000\n\tallow *\n}", 5, `width must be a whole number from 280 to 1280, not "2000"`},
 		{"bad api", head + "\tapi barcode\n\tallow *\n}", 5, "api must be qrcode, wxacode, unlimited, oa_temporary or oa_permanent"},
 		{"api placeholder", head + "\tapi {query.api}\n\tallow *\n}", 5, "api must be"},
 		{"bad token", head + "\ttoken shared\n\tallow *\n}", 5, "token must be stable, classic, url <url> or none"},
@@ -157,7 +164,7 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"cap bad word", head + "\tcap 5 each 1h\n\tallow *\n}", 5, "cap takes <n>, <n> per <duration> or <n> per <duration> by <template>"},
 		{"cap by without per", head + "\tcap 5 by {client_ip}\n\tallow *\n}", 5, "by needs a window"},
 		{"cap by bad word", head + "\tcap 5 per 1h with {client_ip}\n\tallow *\n}", 5, "cap takes <n>"},
-		{"two caps per window by one template", head + "\tcap 5 per 1h by {client_ip}\n\tcap 9 per 60m by {client_ip}\n\tallow *\n}", 6, "two caps per 1h0m0s by {http.vars.client_ip}"},
+		{"two caps per window by one template", head + "\tcap 5 per 1h by {client_ip}\n\tcap 9 per 60m by {client_ip}\n\tallow *\n}", 6, "two caps per 1h0m0s by {client_ip}"},
 		{"cap bad window", head + "\tcap 5 per soon\n\tallow *\n}", 5, "not a positive duration"},
 		{"two caps per window", head + "\tcap 5 per 1h\n\tcap 50 per 60m\n\tallow *\n}", 6, "two caps per 1h0m0s"},
 		{"two budgets", head + "\tcap 5\n\tcap 50\n}", 6, "two total budgets"},
@@ -189,7 +196,7 @@ func TestCredentialsResolvedAtLoad(t *testing.T) {
 		t.Errorf("adapted config lost the placeholder: %s", cfg)
 	}
 	err = caddy.Validate(&caddy.Config{AppsRaw: appsOf(t, cfg)})
-	if err == nil || !strings.Contains(err.Error(), "secret is empty after resolving placeholders") {
+	if err == nil || !strings.Contains(err.Error(), `secret is empty after resolving "{env.WXQRCODE_TEST_EMPTY}"`) {
 		t.Errorf("want a load error for an empty secret, got %v", err)
 	}
 }
@@ -271,5 +278,49 @@ func TestSignKeyRotationUnset(t *testing.T) {
 		if tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) {
 			t.Errorf("%s: %v, want an error saying %q", tc.keys, err, tc.want)
 		}
+	}
+}
+
+// A secret whose placeholder resolves to nothing is refused at load with
+// the placeholder and the line of its block: with two blocks, the user
+// must know which. caddy validate says the same, with the file's name.
+func TestUnresolvedSecretNamesBlock(t *testing.T) {
+	t.Setenv("WXQRCODE_TEST_UNSET_SECRET", "")
+	text := fmt.Sprintf(`{
+	admin off
+	persist_config off
+	storage file_system %s
+}
+http://127.0.0.1:%d {
+	wxqrcode /qr {
+		appid %s
+		secret {env.%s}
+		allow pages/index/index
+	}
+	wxqrcode /poster {
+		appid %s
+		secret {env.WXQRCODE_TEST_UNSET_SECRET}
+		api unlimited
+		scene s1
+		page pages/index/index
+	}
+}
+`, t.TempDir(), freePort(t), testAppID, secretEnv, testAppID)
+	const want = `secret is empty after resolving "{env.WXQRCODE_TEST_UNSET_SECRET}": set it, or the environment variable it names, at `
+	cfg, err := adapt(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := caddy.Validate(configOf(t, cfg)); err == nil || !strings.Contains(err.Error(), want+"Caddyfile:12") {
+		t.Errorf("load: %v, want it to say %q", err, want+"Caddyfile:12")
+	}
+
+	file := filepath.Join(t.TempDir(), "Caddyfile")
+	if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(builtCaddy(t), "validate", "--config", file).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), strings.ReplaceAll(want, `"`, `\"`)+file+":12") {
+		t.Errorf("caddy validate: %v, want it to say %q:\n%s", err, want+file+":12", out)
 	}
 }

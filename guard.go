@@ -108,7 +108,11 @@ func (h *Handler) unboundedBy(api string) (why, option string, index int) {
 	}
 	if api == apiUnlimited {
 		if scene := cmp.Or(h.Scene, defaultScene); readsRequest(scene) {
-			return fmt.Sprintf("the scene (scene %s reads the request; allow matches the page, not the scene)", scene), setOption("scene", h.Scene), 0
+			written := "scene " + scene
+			if h.Scene == "" {
+				written = "the default, " + written + ","
+			}
+			return fmt.Sprintf("the scene (%s reads the request; allow matches the page, not the scene)", written), setOption("scene", h.Scene), 0
 		}
 		return h.subjectFree("page", h.Page, defaultPage)
 	}
@@ -124,7 +128,11 @@ func (h *Handler) subjectFree(name, tmpl, def string) (why, option string, index
 		return "", "", 0
 	}
 	if len(h.Allow) == 0 {
-		return fmt.Sprintf("the %s (%s %s reads the request, and no allow list pins it)", name, name, t), setOption(name, tmpl), 0
+		written := name + " " + t
+		if tmpl == "" {
+			written = "the default, " + written + ","
+		}
+		return fmt.Sprintf("the %s (%s reads the request, and no allow list pins it)", name, written), setOption(name, tmpl), 0
 	}
 	for i, g := range h.Allow {
 		if strings.Contains(g, "*") {

@@ -60,13 +60,13 @@ func TestGuardRule(t *testing.T) {
 		{"qrcode glob and a window cap", "allow pages/index/index pages/item/item?id=*\ncap 500 per 1h", []string{
 			"api qrcode spends WeChat's lifetime budget of 100,000 codes per app and requests choose the path (allow pages/item/item?id=* has a *): " +
 				"add a total such as 'cap 20000', or 'sign_key {env.WXQRCODE_SIGN_KEY}'; a cap per window bounds a rate, not the budget"}, 10},
-		{"qrcode nothing", "", []string{"requests choose the path (path {http.request.uri.query.path} reads the request, and no allow list pins it)", "'cap 20000'"}, 7},
-		{"wxacode path from a header", "api wxacode\npath {header.X-Page}\ncap 50 per 1m", []string{"api wxacode", "path {http.request.header.X-Page} reads the request", "'cap 20000'"}, 11},
+		{"qrcode nothing", "", []string{"requests choose the path (the default, path {query.path}, reads the request, and no allow list pins it)", "'cap 20000'"}, 7},
+		{"wxacode path from a header", "api wxacode\npath {header.X-Page}\ncap 50 per 1m", []string{"api wxacode", "path {header.X-Page} reads the request", "'cap 20000'"}, 11},
 		{"unlimited scene from the path", "api unlimited\nscene {path.1}\npage pages/item/item", []string{
-			"api unlimited has no budget of its own and requests choose the scene (scene {http.request.uri.path.1} reads the request", "add a cap such as 'cap 5000 per 1m'", "'sign_key {env.WXQRCODE_SIGN_KEY}'"}, 11},
-		{"unlimited default scene, literal pages", "api unlimited\nallow pages/item/item", []string{"requests choose the scene (scene {http.request.uri.query.scene}", "'cap 5000 per 1m'"}, 7},
+			"api unlimited has no budget of its own and requests choose the scene (scene {path.1} reads the request", "add a cap such as 'cap 5000 per 1m'", "'sign_key {env.WXQRCODE_SIGN_KEY}'"}, 11},
+		{"unlimited default scene, literal pages", "api unlimited\nallow pages/item/item", []string{"requests choose the scene (the default, scene {query.scene}, reads the request", "'cap 5000 per 1m'"}, 7},
 		{"unlimited page glob", "api unlimited\nscene s1\nallow pages/*", []string{"requests choose the page (allow pages/* has a *)", "'cap 5000 per 1m'"}, 12},
-		{"line_color from the query", "api wxacode\nallow pages/item/item\nline_color {query.color}", []string{"requests choose the line colour (line_color {http.request.uri.query.color} reads the request)", "'cap 20000'"}, 12},
+		{"line_color from the query", "api wxacode\nallow pages/item/item\nline_color {query.color}", []string{"requests choose the line colour (line_color {query.color} reads the request)", "'cap 20000'"}, 12},
 		{"unlimited line_color from the query", "api unlimited\nscene s1\npage pages/item/item\nline_color {query.color}", []string{"requests choose the line colour", "'cap 5000 per 1m'"}, 13},
 	}
 	for _, tt := range refused {
@@ -106,6 +106,8 @@ func TestGuardRuleJSON(t *testing.T) {
 		{"per-visitor total", `"allow":["*"],"caps":[{"codes":100,"by":"{http.request.remote.host}"}]`, "by needs a window"},
 		{"per-visitor window only", `"allow":["*"],"caps":[{"codes":100,"per":60000000000,"by":"{http.request.remote.host}"}]`, "add a total such as 'cap 20000'"},
 		{"unlimited per-visitor cap", `"api":"unlimited","caps":[{"codes":5,"per":60000000000,"by":"{http.request.remote.host}"}]`, "a cap per visitor (by) does not bound"},
+		// A JSON config is quoted as written, in Caddy's long form.
+		{"unlimited scene from the path", `"api":"unlimited","scene":"{http.request.uri.path.1}"`, "(scene {http.request.uri.path.1} reads the request"},
 		{"total cap", `"allow":["*"],"caps":[{"codes":100}]`, ""},
 		{"unlimited window cap", `"api":"unlimited","caps":[{"codes":5,"per":60000000000}]`, ""},
 	}

@@ -52,6 +52,10 @@ const (
 // scans them for the secret and every access token issued.
 var logDir string
 
+// home is where HOME and the rest point during the run; nothing may be
+// written there.
+var home *outside
+
 // fakes lists every fake WeChat of the run, for the tokens they issued.
 var fakes struct {
 	sync.Mutex
@@ -65,6 +69,10 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	os.Setenv(secretEnv, testSecret)
+	if home, err = enterOutside(); err != nil {
+		fmt.Println(err)
+		os.Exit(1)
+	}
 	code := m.Run()
 	if code == 0 {
 		if err := scanLogs(); err != nil {
@@ -72,6 +80,13 @@ func TestMain(m *testing.M) {
 			code = 1
 		}
 	}
+	if err := home.check(); err != nil {
+		fmt.Println("FAIL:", err)
+		code = 1
+	} else {
+		fmt.Println("outside check: nothing written to HOME, XDG_*, Caddy's default storage or autosave, or the checkout")
+	}
+	os.RemoveAll(home.dir)
 	if os.Getenv("WXQRCODE_KEEP_LOGS") == "" {
 		os.RemoveAll(logDir)
 	} else {
@@ -155,12 +170,16 @@ type site struct {
 }
 
 // caddyfile wraps site directives in a Caddyfile for a test: debug logs
-// into logDir, default storage at dir.
+// into logDir, default storage at dir. Without the TLS app's storage
+// cleaner, which writes Caddy's instance.uuid into the data directory of
+// the process: for a Caddy in the test process, outside the test's
+// temporary directories.
 func caddyfile(t *testing.T, port int, dir, directives string) string {
 	logFile := filepath.Join(logDir, strings.NewReplacer("/", "_", " ", "_").Replace(t.Name())+".log")
 	return fmt.Sprintf(`{
 	admin off
 	persist_config off
+	storage_clean_interval off
 	auto_https off
 	storage file_system %s
 	log {
@@ -311,7 +330,9 @@ func builtCaddy(t *testing.T) string {
 			return
 		}
 		caddyBin = filepath.Join(dir, "caddy")
-		out, err := exec.Command("go", "build", "-o", caddyBin, "./cmd/caddy").CombinedOutput()
+		cmd := exec.Command("go", "build", "-o", caddyBin, "./cmd/caddy")
+		cmd.Env = home.goEnv
+		out, err := cmd.CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build ./cmd/caddy: %v\n%s", err, out)
 		}
@@ -330,7 +351,9 @@ type process struct {
 }
 
 // startProcess runs the built Caddy with args in dir, its output going to
-// a log in logDir, and waits until url answers.
+// a log in logDir, and waits until url answers. The process has a HOME and
+// XDG directories of its own, in a temporary directory: its autosave and
+// default storage go there.
 func startProcess(t *testing.T, dir, url string, env []string, args ...string) *process {
 	t.Helper()
 	logf, err := os.CreateTemp(logDir, "process-*.log")
@@ -339,7 +362,7 @@ func startProcess(t *testing.T, dir, url string, env []string, args ...string) *
 	}
 	cmd := exec.Command(builtCaddy(t), args...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(append(os.Environ(), ownHome(t.TempDir())...), env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -71,12 +71,25 @@ func newLease(b *book, c Cap) *capLease {
 }
 
 // Destruct gives back what is unspent, once the last handler using the
-// lease is gone.
+// lease is gone. A lease that never took a block writes nothing: loading
+// a config (caddy validate, a reload) must leave the storage as it was.
 func (l *capLease) Destruct() error {
 	b := l.book
 	b.mu.Lock()
 	delete(b.leases, l)
 	b.mu.Unlock()
+	l.mu.Lock()
+	refilling := l.refilling
+	l.mu.Unlock()
+	if refilling != nil {
+		<-refilling // a block being taken is given back with the rest
+	}
+	l.mu.Lock()
+	unspent := l.avail > 0
+	l.mu.Unlock()
+	if !unspent {
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), docWait)
 	defer cancel()
 	if err := b.update(ctx, func(doc *quotaDoc) { l.giveBack(doc, false) }); err != nil {

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -187,6 +188,10 @@ type Handler struct {
 	// bound.
 	MaxStored int `json:"max_stored,omitempty"`
 
+	// blockAt is ", at <file:line>" when the config was adapted from a
+	// Caddyfile in this process, for errors found at load.
+	blockAt string
+
 	// The config resolved, with its defaults: what the handler uses.
 	appID    string
 	secret   string
@@ -263,6 +268,8 @@ const (
 
 // Provision resolves the credentials, sets defaults and opens the storage.
 func (h *Handler) Provision(ctx caddy.Context) error {
+	// Before the storage module is loaded, which clears StorageRaw.
+	h.blockAt = blocks.where(blockKey(h))
 	h.logger = ctx.Logger()
 	h.faults = newFaultLog(h.logger)
 	h.resolveConfig()
@@ -352,8 +359,16 @@ func (h *Handler) openStorage(ctx caddy.Context) (certmagic.Storage, error) {
 
 // Validate rejects a config that cannot work, saying what to change:
 // first the config as the user wrote it, then what its placeholders
-// resolved to.
+// resolved to. Its errors name the block's line when the Caddyfile was
+// adapted in this process: with two blocks, the user must know which.
 func (h *Handler) Validate() error {
+	if err := h.validate(); err != nil {
+		return fmt.Errorf("%w%s", err, h.blockAt)
+	}
+	return nil
+}
+
+func (h *Handler) validate() error {
 	if err := h.checkConfig(); err != nil {
 		return err
 	}
@@ -361,7 +376,8 @@ func (h *Handler) Validate() error {
 		return fmt.Errorf("appid is empty after resolving %q: set it, or the environment variable it names", h.AppID)
 	}
 	if h.secret == "" && h.usesSecret() {
-		return fmt.Errorf("secret is empty after resolving placeholders: set it, or the environment variable it names")
+		// The placeholder only: a literal secret is never echoed.
+		return fmt.Errorf("secret is empty after resolving %s: set it, or the environment variable it names", placeholderName(h.Secret))
 	}
 	if h.token == tokenURL {
 		if err := checkTokenURL(h.tokenURL); err != nil {
@@ -384,6 +400,15 @@ func (h *Handler) Validate() error {
 		}
 	}
 	return nil
+}
+
+// placeholderName quotes a credential's value in a message when it holds
+// a placeholder, and never a literal's value.
+func placeholderName(v string) string {
+	if hasPlaceholder(v) {
+		return strconv.Quote(v)
+	}
+	return "the value written in the config"
 }
 
 // keyName names a sign_key in a message: by its placeholder, never by a

@@ -230,9 +230,9 @@ func TestOAConfig(t *testing.T) {
 	}{
 		{"permanent allow * and a window cap", "api oa_permanent\nallow *\ncap 10 per 1m", []string{
 			"api oa_permanent spends WeChat's lifetime budget of 100,000 codes per app and requests choose the scene (allow * has a *): add a total such as 'cap 20000'", "at Caddyfile:11"}},
-		{"permanent scene from the query", "api oa_permanent", []string{"requests choose the scene (scene {http.request.uri.query.scene} reads the request, and no allow list pins it)", "at Caddyfile:7"}},
+		{"permanent scene from the query", "api oa_permanent", []string{"requests choose the scene (the default, scene {query.scene}, reads the request, and no allow list pins it)", "at Caddyfile:7"}},
 		{"temporary scene from the query", "api oa_temporary", []string{
-			"api oa_temporary has no budget of its own and requests choose the scene (scene {http.request.uri.query.scene} reads the request, and no allow list pins it)", "'cap 5000 per 1m'", "at Caddyfile:7"}},
+			"api oa_temporary has no budget of its own and requests choose the scene (the default, scene {query.scene}, reads the request, and no allow list pins it)", "'cap 5000 per 1m'", "at Caddyfile:7"}},
 		{"temporary per visitor only", "api oa_temporary\nallow login-*\ncap 5 per 1m by {client_ip}", []string{"api oa_temporary has no budget of its own"}},
 		{"path", "api oa_temporary\npath pages/index/index\ncap 9", []string{"path applies to api qrcode and wxacode only, not oa_temporary"}},
 		{"is_hyaline", "api oa_permanent\nis_hyaline true\ncap 9", []string{"is_hyaline applies to api wxacode and unlimited only, not oa_permanent"}},

@@ -52,9 +52,8 @@ func cacheKey(canonical string) string {
 }
 
 // look holds the parameters that shape the image, shared by wxacode and
-// unlimited (qrcode takes the width only, which is served, not asked).
+// unlimited.
 type look struct {
-	width      int
 	autoColor  bool
 	lineColor  *wechat.Color // nil: black
 	isHyaline  bool
@@ -62,14 +61,17 @@ type look struct {
 }
 
 // resolveRequest fills the handler's templates from repl and checks the
-// result as WeChat would, so that a bad request spends no call.
+// result as WeChat would, so that a bad request spends no call. The width
+// is checked last: it is not signed, so a signed route checks the
+// signature before it refuses a width, and a width's error comes with
+// the code request resolved.
 func (h *Handler) resolveRequest(repl *caddy.Replacer) (*codeRequest, error) {
 	get := func(tmpl string) string { return repl.ReplaceAll(tmpl, "") }
 	lk, err := h.resolveLook(get)
 	if err != nil {
 		return nil, err
 	}
-	cr := &codeRequest{api: h.api, width: lk.width}
+	cr := &codeRequest{api: h.api}
 	ps := make(params, 0, 10)
 	ps = append(ps, param{"api", h.api}, param{"appid", h.appID})
 	// Each request type validates itself as WeChat would; the client checks
@@ -113,15 +115,15 @@ func (h *Handler) resolveRequest(repl *caddy.Replacer) (*codeRequest, error) {
 		ps = append(ps, param{"path", cr.subject})
 	}
 	cr.canonical = ps.encode()
+	if cr.width, err = parseWidth(get(h.width)); err != nil {
+		return cr, err
+	}
 	return cr, nil
 }
 
 func (h *Handler) resolveLook(get func(string) string) (look, error) {
 	var lk look
 	var err error
-	if lk.width, err = parseWidth(get(h.width)); err != nil {
-		return lk, err
-	}
 	if h.api == apiQRCode {
 		return lk, nil
 	}
@@ -201,9 +203,19 @@ func parseWidth(s string) (int, error) {
 	}
 	n, err := strconv.Atoi(s)
 	if err != nil || n < wechat.MinWidth || n > wechat.MaxWidth {
-		return 0, invalidArg("width must be a whole number from %d to %d", wechat.MinWidth, wechat.MaxWidth)
+		return 0, invalidArg("width must be a whole number from %d to %d, not %s", wechat.MinWidth, wechat.MaxWidth, quoteShort(s))
 	}
 	return n, nil
+}
+
+// quoteShort quotes a value from the request for an error message, cut
+// to a length that names it without echoing a page of it.
+func quoteShort(s string) string {
+	const most = 16
+	if len(s) > most {
+		return strconv.Quote(strings.ToValidUTF8(s[:most], "")) + "..."
+	}
+	return strconv.Quote(s)
 }
 
 func parseBool(name, s string, def bool) (bool, error) {
@@ -356,12 +368,15 @@ func (h *Handler) signedRequestOf(r *http.Request) (*codeRequest, error) {
 		return nil, localProblem(http.StatusForbidden, codeSigMissing, sigMissingMessage)
 	}
 	cr, query, err := h.resolveOf(r)
-	if err != nil {
+	if cr == nil {
 		h.logger.Debug("a signed request that does not resolve is refused as wrongly signed", zap.Error(err))
 		return nil, localProblem(http.StatusForbidden, codeSigInvalid, sigInvalidMessage)
 	}
 	if err := checkSignature(h.signKeys, cr.canonical, query.Get(sigParam)); err != nil {
 		return cr, err
+	}
+	if err != nil {
+		return cr, err // the width, which is not signed
 	}
 	return cr, h.checkAllowed(cr)
 }

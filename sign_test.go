@@ -118,6 +118,11 @@ func TestSignatureCheckedFirst(t *testing.T) {
 		{"bad sig, malformed query", "path=%zz&sig=" + bogus, 403, 990412},
 		{"signed, disallowed path", "path=admin/secret&sig=" + hmacHex(signKey, canonical("admin/secret")), 403, 990403},
 		{"signed, allowed path", "path=pages/a&sig=" + hmacHex(signKey, canonical("pages/a")), 200, 0},
+		// The width is not signed: a good signature with a bad width is
+		// bad input, as on a route without sign_key.
+		{"signed, width too wide", "path=pages/a&width=2000&sig=" + hmacHex(signKey, canonical("pages/a")), 400, 40097},
+		{"signed, width not a number", "path=pages/a&width=big&sig=" + hmacHex(signKey, canonical("pages/a")), 400, 40097},
+		{"signed, disallowed path, bad width", "path=admin/secret&width=2000&sig=" + hmacHex(signKey, canonical("admin/secret")), 400, 40097},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -127,6 +132,9 @@ func TestSignatureCheckedFirst(t *testing.T) {
 				return
 			}
 			assertError(t, resp, body, tt.status, tt.errcode)
+			if tt.errcode == 40097 && !strings.Contains(string(body), "width must be a whole number from 280 to 1280, not") {
+				t.Errorf("errmsg does not name the width: %s", body)
+			}
 		})
 	}
 	if n := fake.CodeCalls(); n != 1 {
