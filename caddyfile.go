@@ -155,7 +155,7 @@ var options = []string{
 	"appid", "secret", "api", "expire", "path", "page", "scene", "width",
 	"auto_color", "line_color", "is_hyaline", "env_version", "check_path",
 	"cache_dir", "storage", "token", "api_base", "timeout", "allow",
-	"sign_key", "cap", "errors", "memory_cache",
+	"sign_key", "cap", "errors", "memory_cache", "max_stored",
 }
 
 // didYouMean is " (did you mean <option>?)" for the option closest to

@@ -69,6 +69,7 @@ func TestCaddyfileEverySubdirective(t *testing.T) {
 		cap 100 per 1h
 		cap 5000
 		cap 10 per 1m by {header.X-User}
+		max_stored 500
 	}`)
 	if err != nil {
 		t.Fatal(err)
@@ -92,6 +93,7 @@ func TestCaddyfileEverySubdirective(t *testing.T) {
 		"sign_key":    []any{"{env.KEY_NEW}", "{env.KEY_OLD}"},
 		"caps": []any{map[string]any{"codes": 100.0, "per": 3.6e12}, map[string]any{"codes": 5000.0},
 			map[string]any{"codes": 10.0, "per": 6e10, "by": "{http.request.header.X-User}"}},
+		"max_stored": 500.0,
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("adapted\n%v\nwant\n%v", got, want)
@@ -146,6 +148,8 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"bad bool", head + "\tapi wxacode\n\tis_hyaline yes\n\tallow *\n}", 6, "is_hyaline must be true or false"},
 		{"bad env_version", head + "\tapi wxacode\n\tenv_version beta\n\tallow *\n}", 6, "env_version must be"},
 		{"bad timeout", head + "\ttimeout soon\n\tallow *\n}", 5, "bad timeout"},
+		{"bad max_stored", head + "\tmax_stored 0\n\tallow *\n}", 5, `max_stored must be a number of codes, at least 1, not "0"`},
+		{"typo max_stored", head + "\tmax_store 5\n\tallow *\n}", 5, `(did you mean max_stored?)`},
 		{"negative timeout", head + "\ttimeout -1s\n\tallow *\n}", 5, "timeout must be at most 1h and not negative"},
 		{"long timeout", head + "\ttimeout 2h\n\tallow *\n}", 5, "timeout must be at most 1h and not negative"},
 		{"twice", head + "\tappid wx2\n\tallow *\n}", 5, "appid given twice"},
