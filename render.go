@@ -17,8 +17,8 @@ import (
 const masterWidth = wechat.MaxWidth
 
 // renderSlots bounds the renders at once to the CPUs: more would not
-// finish sooner, and each holds a decoded master and its halves (a few
-// megabytes) until it ends.
+// finish sooner, and each holds a decoded master (a few megabytes) until
+// it ends.
 var renderSlots = semaphore.NewWeighted(int64(runtime.GOMAXPROCS(0)))
 
 // render draws master at width pixels wide, and high in proportion (codes
