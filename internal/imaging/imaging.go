@@ -12,9 +12,9 @@ import (
 	"image/png"
 )
 
-// maxAspect bounds how far from square, in percent of the width, an
-// image's height may be: the codes WeChat draws are square, or taller by
-// a caption at most.
+// maxAspect bounds how far from square an image may be: neither side
+// more than 125% of the other. The codes WeChat draws are square or
+// nearly; a long strip is no code.
 const maxAspect = 125
 
 // Check returns image/png or image/jpeg for data that is one whole image
