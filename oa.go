@@ -1,21 +1,17 @@
 package wxqrcode
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"fmt"
-	"image"
-	"image/color"
-	"image/png"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/boombuler/barcode/qr"
 	"github.com/caddyserver/caddy/v2"
 
+	"github.com/wxqrcode/caddy-wxqrcode/internal/imaging"
 	"github.com/wxqrcode/caddy-wxqrcode/wechat"
 )
 
@@ -28,10 +24,6 @@ const (
 
 // expiryClock is the time temporary codes are kept against; tests move it.
 var expiryClock = time.Now
-
-// quietZone is the white border around a drawn code, in modules: the four
-// the QR standard asks for, without which scanners may not find the code.
-const quietZone = 4
 
 // maxRenewMargin bounds how long before its expiry a temporary code is
 // made anew, and renewShare is that margin as a share of the code's life:
@@ -107,7 +99,7 @@ func (h *Handler) resolveOA(cr *codeRequest, scene string, ps params) (params, f
 		if err != nil {
 			return nil, err
 		}
-		data, err := drawCode(code.URL, masterWidth)
+		data, err := imaging.DrawQR(code.URL, masterWidth)
 		if err != nil {
 			return nil, err
 		}
@@ -121,50 +113,10 @@ func (h *Handler) resolveOA(cr *codeRequest, scene string, ps params) (params, f
 	return append(ps, param{"scene", scene}), req.Validate
 }
 
-// codePalette draws codes black on white, one bit a pixel.
-var codePalette = color.Palette{color.White, color.Black}
-
-// drawCode encodes content as a QR code (error correction M, as WeChat's
-// own images of these codes) width pixels square: whole pixels per
-// module, so every module edge is sharp, centred in at least the quiet
-// zone. The PNG has one bit a pixel.
-func drawCode(content string, width int) ([]byte, error) {
-	code, err := qr.Encode(content, qr.M, qr.Auto)
-	if err != nil {
-		return nil, fmt.Errorf("encoding the code's url as a qr code: %v", err)
-	}
-	n := code.Bounds().Dx()
-	module := width / (n + 2*quietZone)
-	if module < 1 {
-		return nil, fmt.Errorf("a qr code of %d modules does not fit in %d pixels", n, width)
-	}
-	img := image.NewPaletted(image.Rect(0, 0, width, width), codePalette)
-	off := (width - n*module) / 2
-	row := make([]uint8, width)
-	for y := range n {
-		clear(row)
-		for x := range n {
-			if r, _, _, _ := code.At(x, y).RGBA(); r == 0 {
-				for i := range module {
-					row[off+x*module+i] = 1
-				}
-			}
-		}
-		for i := range module {
-			copy(img.Pix[(off+y*module+i)*img.Stride:], row)
-		}
-	}
-	var buf bytes.Buffer
-	if err := png.Encode(&buf, img); err != nil {
-		return nil, fmt.Errorf("encoding a drawn code: %v", err)
-	}
-	return buf.Bytes(), nil
-}
-
 // redraw draws an official account's code anew at width from its
 // content: sharper than resampling the master, and cheaper.
 func redraw(master *entry, width int) (*entry, error) {
-	data, err := drawCode(master.content, width)
+	data, err := imaging.DrawQR(master.content, width)
 	if err != nil {
 		return nil, err
 	}

@@ -1,13 +1,13 @@
 package wxqrcode
 
 import (
-	"bytes"
 	"crypto/sha256"
-	"image"
 	"testing"
 	"time"
 
 	"github.com/makiuchi-d/gozxing"
+
+	"github.com/wxqrcode/caddy-wxqrcode/internal/imaging"
 )
 
 // SetExpiryClock makes f the time temporary codes are kept against, until
@@ -31,34 +31,6 @@ func ScanOACode(data []byte) (string, error) {
 }
 
 const testOAURL = "http://weixin.qq.com/q/02AbCdEfGhIjKlMnOpQrSt"
-
-// drawCode draws exactly width pixels square, whole pixels per module,
-// with the quiet zone, and the code scans at every width served.
-func TestDrawCode(t *testing.T) {
-	for _, width := range []int{280, 430, 777, 1280} {
-		data, err := drawCode(testOAURL, width)
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg, format, err := image.DecodeConfig(bytes.NewReader(data))
-		if err != nil || format != "png" || cfg.Width != width || cfg.Height != width {
-			t.Errorf("%dpx: decoded %s %dx%d (%v)", width, format, cfg.Width, cfg.Height, err)
-		}
-		if got, err := ScanOACode(data); got != testOAURL {
-			t.Errorf("%dpx scans as %q (%v)", width, got, err)
-		}
-		img, _, _ := image.Decode(bytes.NewReader(data))
-		// The quiet zone: four modules of at least one pixel all round.
-		for i := range 4 {
-			if r, _, _, _ := img.At(i, i).RGBA(); r != 0xffff {
-				t.Errorf("%dpx: pixel (%d,%d) is not white", width, i, i)
-			}
-		}
-	}
-	if _, err := drawCode(testOAURL, 20); err == nil {
-		t.Error("a code drawn in 20 pixels, want an error")
-	}
-}
 
 // The renewal margin is a tenth of the life, at most an hour; an entry is
 // stale from then on, and its Expires says so.
@@ -119,7 +91,7 @@ func BenchmarkOAWidthResample(b *testing.B) {
 }
 
 func oaMaster(b *testing.B) *entry {
-	data, err := drawCode(testOAURL, masterWidth)
+	data, err := imaging.DrawQR(testOAURL, masterWidth)
 	if err != nil {
 		b.Fatal(err)
 	}
