@@ -19,6 +19,7 @@ import (
 	"github.com/caddyserver/certmagic"
 	"github.com/maypok86/otter/v2"
 
+	"github.com/wxqrcode/caddy-wxqrcode/internal/imaging"
 	"github.com/wxqrcode/caddy-wxqrcode/wechat"
 )
 
@@ -124,12 +125,14 @@ func newEntry(data []byte, contentType string, sum [sha256.Size]byte, stored tim
 	}
 }
 
-// prepare checks that img is a whole image and makes it an entry stored
-// now; it refuses anything else, so nothing else is ever cached.
+// prepare checks that img is an image WeChat could have sent, whole and
+// at most the master's width (a decompression bomb is refused by its
+// header, before any decoding), and makes it an entry stored now; it
+// refuses anything else, so nothing else is ever cached.
 func prepare(img *wechat.Image) (*entry, error) {
-	ct := wechat.ImageType(img.Data)
-	if ct == "" {
-		return nil, fmt.Errorf("refusing to cache a reply that is not a whole image")
+	ct, err := imaging.Check(img.Data, masterWidth)
+	if err != nil {
+		return nil, fmt.Errorf("refusing to cache the reply: %w", err)
 	}
 	e := newEntry(img.Data, ct, sha256.Sum256(img.Data), expiryClock().UTC().Truncate(time.Second))
 	e.content = img.Content

@@ -2,9 +2,12 @@ package wxqrcode_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
+	"hash/crc32"
+	"image"
 	_ "image/jpeg"
-	_ "image/png"
+	"image/png"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -276,6 +279,9 @@ func TestStatusTable(t *testing.T) {
 		{name: "upstream 5xx page", fault: wechattest.Fault{Status: 502, Body: html, ContentType: "text/html"}, status: 502, errcode: 990502},
 		{name: "garbage labelled jpeg", fault: wechattest.Fault{Garbage: true}, status: 502, errcode: 990502},
 		{name: "truncated image", fault: wechattest.Fault{Truncate: true}, status: 502, errcode: 990502},
+		{name: "4-byte jpeg", fault: wechattest.Fault{Body: []byte{0xff, 0xd8, 0xff, 0xd9}, ContentType: "image/jpeg"}, status: 502, errcode: 990502},
+		{name: "png wider than wechat draws", fault: wechattest.Fault{Body: wideImage(t, 1500), ContentType: "image/jpeg"}, status: 502, errcode: 990502},
+		{name: "decompression bomb", fault: wechattest.Fault{Body: bombPNG(100000), ContentType: "image/jpeg"}, status: 502, errcode: 990502},
 		{name: "timeout", fault: wechattest.Fault{Delay: 3 * time.Second}, status: 504, errcode: 990504},
 		{name: "no answer", fault: wechattest.Fault{Hang: true}, status: 504, errcode: 990504},
 		{name: "trickle slower than the timeout", fault: wechattest.Fault{Trickle: 5 * time.Millisecond}, status: 504, errcode: 990504},
@@ -326,6 +332,31 @@ func TestStatusTable(t *testing.T) {
 	if !strings.Contains(string(logs), "invalid ip 203.0.113.7") {
 		t.Error("the token endpoint's message is not in the log")
 	}
+}
+
+// wideImage is a whole PNG w pixels square: more than WeChat draws when w
+// is over 1280.
+func wideImage(t *testing.T, w int) []byte {
+	var buf bytes.Buffer
+	if err := png.Encode(&buf, image.NewGray(image.Rect(0, 0, w, w))); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// bombPNG is a PNG whose header declares n×n pixels and whose data is a
+// few bytes: decoding it would allocate n×n×4 bytes.
+func bombPNG(n uint32) []byte {
+	chunk := func(b []byte, typ string, data []byte) []byte {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(data)))
+		body := append([]byte(typ), data...)
+		b = append(b, body...)
+		return binary.BigEndian.AppendUint32(b, crc32.ChecksumIEEE(body))
+	}
+	hdr := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(nil, n), n)
+	b := chunk([]byte("\x89PNG\r\n\x1a\n"), "IHDR", append(hdr, 8, 6, 0, 0, 0))
+	b = chunk(b, "IDAT", []byte{0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01})
+	return chunk(b, "IEND", nil)
 }
 
 func TestSecretAndTokenNotInResponses(t *testing.T) {

@@ -196,12 +196,20 @@ func resizeRGBA(dst *image.NRGBA, src []byte, sw, sh, sstride int, premultiplied
 
 // halves runs f over the rows 0 to n in two halves at once: a new width
 // is awaited by a visitor, and decoding and encoding, which take most of
-// its time, cannot be split.
+// its time, cannot be split. A panic in the other half is raised again in
+// the caller's goroutine, where the caller can recover it.
 func halves(n int, f func(y0, y1 int)) {
 	var wg sync.WaitGroup
-	wg.Go(func() { f(0, n/2) })
+	var caught any
+	wg.Go(func() {
+		defer func() { caught = recover() }()
+		f(0, n/2)
+	})
 	f(n/2, n)
 	wg.Wait()
+	if caught != nil {
+		panic(caught)
+	}
 }
 
 // addRow adds w times the row of pixels to col, red and blue, then green
