@@ -1,11 +1,14 @@
 package wxqrcode_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/caddyserver/certmagic"
 )
 
 // max_stored bounds the codes a route keeps in its storage, removing the
@@ -90,18 +93,27 @@ func TestExpiredTemporaryRemoved(t *testing.T) {
 func TestMaxStoredCluster(t *testing.T) {
 	fake := newFake(t)
 	sites := startCluster(t, 2, wxBlock(fake, "/u/*", "api unlimited\nscene {path.1}\npage pages/item/item\ncap 1000 per 1m\nmax_stored 20"))
-	// The most codes seen in the storage at once, sampled during the burst.
+	// The most codes seen in the storage at once, sampled during the
+	// burst under the ledger's lock, so that no code is removed during a
+	// count: a directory walk is no snapshot.
 	most := 0
 	stop := make(chan struct{})
 	sampled := make(chan struct{})
+	storage := &certmagic.FileStorage{Path: sites[0].dir}
+	const ledgerLock = "wxqrcode/locks/stored/" + testAppID + "/unlimited"
 	go func() {
 		defer close(sampled)
 		for {
 			select {
 			case <-stop:
 				return
-			case <-time.After(2 * time.Millisecond):
+			case <-time.After(100 * time.Millisecond):
+				if err := storage.Lock(context.Background(), ledgerLock); err != nil {
+					t.Error(err)
+					return
+				}
 				most = max(most, len(cachedFiles(t, sites[0].dir)))
+				_ = storage.Unlock(context.Background(), ledgerLock)
 			}
 		}
 	}()

@@ -142,6 +142,16 @@ func prepare(img *wechat.Image) (*entry, error) {
 
 // store writes e under key.
 func (c *codeCache) store(ctx context.Context, key, canonical string, e *entry) error {
+	value, err := encodeEntry(canonical, e)
+	if err != nil {
+		return err
+	}
+	return c.storage.Store(ctx, storageKey(key), value)
+}
+
+// encodeEntry is the value an entry is stored as: a JSON header line, then
+// the image bytes.
+func encodeEntry(canonical string, e *entry) ([]byte, error) {
 	head, err := json.Marshal(entryMeta{
 		ContentType: e.contentType,
 		SHA256:      e.sha256,
@@ -152,11 +162,10 @@ func (c *codeCache) store(ctx context.Context, key, canonical string, e *entry) 
 		Expires:     e.expires,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	value := make([]byte, 0, len(head)+1+len(e.data))
-	value = append(append(append(value, head...), '\n'), e.data...)
-	return c.storage.Store(ctx, storageKey(key), value)
+	return append(append(append(value, head...), '\n'), e.data...), nil
 }
 
 // DefaultMemoryCache is the default bound of the memory cache, in bytes.

@@ -248,9 +248,7 @@ func (h *Handler) fetch(ctx context.Context, cr *codeRequest, adm *admission) (*
 		defer adm.done()
 		defer unlock()
 		_, _ = protect(h.logger, cr.key, func() (struct{}, error) {
-			if h.record(ctx, cr, e) {
-				h.storeCode(ctx, cr, e)
-			}
+			h.storeCode(ctx, cr, e)
 			return struct{}{}, nil
 		})
 	}()
@@ -334,15 +332,6 @@ func (h *Handler) noteFetched(cr *codeRequest, img *wechat.Image, e *entry, took
 		zap.String("content_type", e.contentType),
 		zap.Int("num_used", img.NumUsed),
 		zap.Duration("duration", took))
-}
-
-// storeCode writes a fetched code into the storage, within timeout.
-func (h *Handler) storeCode(ctx context.Context, cr *codeRequest, e *entry) {
-	sctx, cancel := context.WithTimeout(ctx, h.timeout)
-	defer cancel()
-	if err := h.cache.store(sctx, cr.key, cr.canonical, e); err != nil {
-		h.faults.error("storing a code; it is served, not cached", zap.String("key", cr.key), zap.Error(err))
-	}
 }
 
 // lockMargin is what a waiter for a code's lock allows beyond lockHold.

@@ -209,6 +209,7 @@ type Handler struct {
 	quota        *quota
 	maxStored    int
 	ledger       *ledger
+	ledgerKey    string
 	// stopSweep ends the sweep of expired temporary codes.
 	stopSweep context.CancelFunc
 	visitors  []*visitorCap
@@ -280,11 +281,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 	h.cache = &codeCache{storage: storage}
-	h.ledger = newLedger(storage, h.appID, h.api, h.faults)
+	h.storeID = h.storageID(ctx)
+	if err := h.openLedger(storage); err != nil {
+		return err
+	}
 	if h.api == apiOATemporary {
 		h.startSweep()
 	}
-	h.storeID = h.storageID(ctx)
 	h.pending = new(sync.WaitGroup)
 	if err := h.openMemoryCache(ctx); err != nil {
 		return err
@@ -444,6 +447,10 @@ func (h *Handler) Cleanup() error {
 	}
 	if h.memKey != "" {
 		_, err := memoryPool.Delete(h.memKey)
+		errs = append(errs, err)
+	}
+	if h.ledgerKey != "" {
+		_, err := ledgerPool.Delete(h.ledgerKey)
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)

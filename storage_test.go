@@ -141,7 +141,7 @@ func TestStorageFaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, msg := range []string{"reading the cache; fetching the code", "recording a code among the stored; it is served, not cached", "locking a cache entry; fetching without the lock"} {
+	for _, msg := range []string{"reading the cache; fetching the code", "storing a code; it is served, not cached", "locking a cache entry; fetching without the lock"} {
 		if n := strings.Count(string(logs), msg); n != 1 {
 			t.Errorf("%q logged %d times for 10 faults, want once", msg, n)
 		}

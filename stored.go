@@ -6,8 +6,10 @@ import (
 	"errors"
 	"io/fs"
 	"strconv"
+	"sync"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/certmagic"
 	"go.uber.org/zap"
 )
@@ -25,17 +27,45 @@ const ledgerSegment = 256
 // ledger lists the codes stored for an app and api, oldest first, in the
 // storage, so that every instance sharing it and every restart keeps one
 // count: a head document (the first and last segment, the count) and
-// segments of up to ledgerSegment codes. Adding a code removes the oldest
+// segments of up to ledgerSegment codes. Adding codes removes the oldest
 // past the bound and the expired temporary codes at the head: the work is
 // the codes removed, never a listing of the storage. It is updated under
-// the storage's lock, before the code is written, so the codes in the
-// storage never outnumber the bound.
+// the storage's lock, before the codes are written, so the codes in the
+// storage never outnumber the bound. In a process, the codes waiting to
+// be added go in together, one lock for all: a storage lock is slow to
+// take when others wait for it (file_system polls every second).
 type ledger struct {
 	storage certmagic.Storage
 	prefix  string
 	lock    storeLock
 	now     func() time.Time
+	logger  *zap.Logger
+
+	mu      sync.Mutex
+	waiting []*ledgerAdd
+	// committing says a goroutine is adding what waits.
+	committing bool
 }
+
+// ledgerAdd is a code waiting to be added and stored, with its route's
+// bound, and where the outcome goes.
+type ledgerAdd struct {
+	entry ledgerEntry
+	value []byte
+	max   int
+	done  chan error
+	// dropped says the bound removed the code as soon as it was listed.
+	dropped bool
+	// err is the code's own store's.
+	err error
+}
+
+// Destruct lets a ledger live in a caddy.UsagePool.
+func (*ledger) Destruct() error { return nil }
+
+// ledgerPool shares a ledger between the handlers of one storage, app and
+// api, across config reloads too.
+var ledgerPool = caddy.NewUsagePool()
 
 type ledgerHead struct {
 	First int `json:"first"`
@@ -56,26 +86,76 @@ type ledgerEntry struct {
 	Expires int64 `json:"e,omitempty"`
 }
 
-func newLedger(storage certmagic.Storage, appID, api string, faults *faultLog) *ledger {
-	prefix := "wxqrcode/stored/" + appID + "/" + api + "/"
+func newLedger(storage certmagic.Storage, appID, api string, faults *faultLog, logger *zap.Logger) *ledger {
 	return &ledger{
 		storage: storage,
-		prefix:  prefix,
+		prefix:  "wxqrcode/stored/" + appID + "/" + api + "/",
 		lock:    storeLock{storage: storage, name: "wxqrcode/locks/stored/" + appID + "/" + api, faults: faults},
 		now:     func() time.Time { return expiryClock() },
+		logger:  logger,
 	}
 }
 
 // ledgerWait bounds the wait for a ledger's lock.
 const ledgerWait = 30 * time.Second
 
-// add records key as stored now and removes the oldest codes past max,
-// and the expired ones at the head; it returns how many it removed.
-func (l *ledger) add(ctx context.Context, key string, expires time.Time, max int) (int, error) {
-	e := ledgerEntry{Key: key}
+// add lists key as stored now, with the codes waiting beside it, removes
+// the oldest past the smallest of their bounds and the expired ones at
+// the head, and stores value under key: all under the storage's lock,
+// so that no instance removes a code between its listing and its write.
+func (l *ledger) add(ctx context.Context, key string, value []byte, expires time.Time, max int) error {
+	a := &ledgerAdd{entry: ledgerEntry{Key: key}, value: value, max: max, done: make(chan error, 1)}
 	if !expires.IsZero() {
-		e.Expires = expires.Unix()
+		a.entry.Expires = expires.Unix()
 	}
+	l.mu.Lock()
+	l.waiting = append(l.waiting, a)
+	if !l.committing {
+		l.committing = true
+		go l.commit()
+	}
+	l.mu.Unlock()
+	select {
+	case err := <-a.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// commit adds what waits, batch after batch, until nothing does.
+func (l *ledger) commit() {
+	for {
+		l.mu.Lock()
+		batch := l.waiting
+		l.waiting = nil
+		if len(batch) == 0 {
+			l.committing = false
+			l.mu.Unlock()
+			return
+		}
+		l.mu.Unlock()
+		_, err := protect(l.logger, l.prefix, func() (int, error) { return l.addBatch(context.Background(), batch) })
+		for _, a := range batch {
+			switch {
+			case err != nil:
+				a.done <- err
+			case a.dropped:
+				a.done <- errDropped
+			default:
+				a.done <- a.err
+			}
+		}
+	}
+}
+
+// errDropped says a code of a batch was past the bound as soon as it was
+// listed (a batch larger than the bound): it is not to be stored.
+var errDropped = errors.New("dropped: past max_stored within its batch")
+
+// addBatch adds a batch under the storage's lock, and marks the codes of
+// the batch that the bound removed at once.
+func (l *ledger) addBatch(ctx context.Context, batch []*ledgerAdd) (int, error) {
 	return lockedDo(ctx, l.lock, ledgerWait, nil, func() (int, error) {
 		t, err := l.open(ctx)
 		if err != nil {
@@ -85,19 +165,36 @@ func (l *ledger) add(ctx context.Context, key string, expires time.Time, max int
 		if err != nil {
 			return 0, err
 		}
-		if len(last.Keys) >= ledgerSegment {
-			t.head.Last++
-			last = &ledgerDoc{}
-			t.docs[t.head.Last] = last
+		t.batch, t.batchFrom = batch, position(t.head.Last, len(last.Keys))
+		bound := batch[0].max
+		for _, a := range batch {
+			if err := t.append(a.entry); err != nil {
+				return 0, err
+			}
+			bound = min(bound, a.max)
 		}
-		last.Keys = append(last.Keys, e)
-		t.dirty[t.head.Last] = true
-		t.head.Count++
-		removed, err := t.trim(max)
+		removed, err := t.trim(bound)
 		if err != nil {
 			return removed, err
 		}
-		return removed, t.write()
+		if removed > 0 {
+			l.logger.Debug("removed stored codes past max_stored or expired",
+				zap.String("ledger", l.prefix), zap.Int("removed", removed), zap.Int("max_stored", bound))
+		}
+		// The ledger first: a crash between the two leaves listed codes
+		// that are not stored, which the bound counts, never stored codes
+		// it does not.
+		if err := t.write(); err != nil {
+			return removed, err
+		}
+		for _, a := range batch {
+			if !a.dropped && a.value != nil {
+				_, a.err = protect(l.logger, a.entry.Key, func() (struct{}, error) {
+					return struct{}{}, l.storage.Store(ctx, storageKey(a.entry.Key), a.value)
+				})
+			}
+		}
+		return removed, nil
 	})
 }
 
@@ -124,7 +221,14 @@ type ledgerTx struct {
 	docs  map[int]*ledgerDoc
 	dirty map[int]bool
 	gone  []int
+	// batch is what this transaction lists, from position batchFrom on.
+	batch     []*ledgerAdd
+	batchFrom int
 }
+
+// position numbers the codes of a ledger in order: every segment but the
+// last is full.
+func position(segment, index int) int { return segment*ledgerSegment + index }
 
 func (l *ledger) open(ctx context.Context) (*ledgerTx, error) {
 	t := &ledgerTx{ctx: ctx, l: l, docs: map[int]*ledgerDoc{}, dirty: map[int]bool{}}
@@ -163,6 +267,23 @@ func (t *ledgerTx) doc(n int) (*ledgerDoc, error) {
 	return d, nil
 }
 
+// append lists e as the newest code.
+func (t *ledgerTx) append(e ledgerEntry) error {
+	last, err := t.doc(t.head.Last)
+	if err != nil {
+		return err
+	}
+	if len(last.Keys) >= ledgerSegment {
+		t.head.Last++
+		last = &ledgerDoc{}
+		t.docs[t.head.Last] = last
+	}
+	last.Keys = append(last.Keys, e)
+	t.dirty[t.head.Last] = true
+	t.head.Count++
+	return nil
+}
+
 // trim removes codes from the head while there are more than max, or the
 // head's has expired.
 func (t *ledgerTx) trim(max int) (int, error) {
@@ -187,7 +308,10 @@ func (t *ledgerTx) trim(max int) (int, error) {
 		if t.head.Count <= max && (e.Expires == 0 || e.Expires > now) {
 			break
 		}
-		if err := t.l.storage.Delete(t.ctx, storageKey(e.Key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if p := position(t.head.First, d.Off) - t.batchFrom; t.batch != nil && p >= 0 {
+			// Listed by this batch and not written yet: it never will be.
+			t.batch[p].dropped = true
+		} else if err := t.l.storage.Delete(t.ctx, storageKey(e.Key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return removed, err
 		}
 		d.Off++
@@ -228,20 +352,35 @@ func (t *ledgerTx) write() error {
 	return nil
 }
 
-// record adds a code about to be stored to the route's ledger, logging
-// what it removed. A ledger that cannot be updated keeps the code out of
-// the storage, so that a storage fault cannot unbound it.
-func (h *Handler) record(ctx context.Context, cr *codeRequest, e *entry) bool {
-	removed, err := h.ledger.add(ctx, cr.key, e.expires, h.maxStored)
+// storeCode lists a fetched code in the route's ledger and writes it into
+// the storage. A ledger that cannot be updated keeps the code out of the
+// storage, so that a storage fault cannot unbound it: the code is served,
+// not cached.
+func (h *Handler) storeCode(ctx context.Context, cr *codeRequest, e *entry) {
+	value, err := encodeEntry(cr.canonical, e)
+	if err == nil {
+		err = h.ledger.add(ctx, cr.key, value, e.expires, h.maxStored)
+	}
+	switch {
+	case errors.Is(err, errDropped):
+		h.logger.Debug("not storing a code: newer ones fill max_stored", zap.String("key", cr.key))
+	case err != nil:
+		h.faults.error("storing a code; it is served, not cached", zap.String("key", cr.key), zap.Error(err))
+	}
+}
+
+// openLedger takes the ledger of the handler's storage, app and api from
+// the pool.
+func (h *Handler) openLedger(storage certmagic.Storage) error {
+	h.ledgerKey = h.storeID + "|" + h.appID + "|" + h.api
+	l, _, err := ledgerPool.LoadOrNew(h.ledgerKey, func() (caddy.Destructor, error) {
+		return newLedger(storage, h.appID, h.api, h.faults, h.logger), nil
+	})
 	if err != nil {
-		h.faults.error("recording a code among the stored; it is served, not cached", zap.String("key", cr.key), zap.Error(err))
-		return false
+		return err
 	}
-	if removed > 0 {
-		h.logger.Debug("removed stored codes past max_stored or expired",
-			zap.String("api", cr.api), zap.Int("removed", removed), zap.Int("max_stored", h.maxStored))
-	}
-	return true
+	h.ledger = l.(*ledger)
+	return nil
 }
 
 // sweepEvery is how often a route of temporary codes removes the expired
