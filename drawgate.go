@@ -10,15 +10,17 @@ import (
 )
 
 // Widths rendered from masters and official accounts' codes drawn anew
-// share one bound on CPU: drawSlots run at once, as many as the CPUs
-// (more would not finish sooner, and each holds a decoded master, a few
-// megabytes, until it ends), and twice as many more wait. Past both, a draw
-// is refused at once with 503: a stranger asking many widths gets
-// answers that cost nothing while visitors' draws go on.
+// share one bound on CPU: drawSlots run at once, half the CPUs (at least
+// one), so that draws never take the CPUs that serve cached codes, and
+// each holds a decoded master, a few megabytes, until it ends; twice as
+// many more wait. Past both, a draw is refused at once with 503: a
+// stranger asking many widths gets answers that cost nothing while
+// visitors' codes are served.
 var (
-	drawSlots  = semaphore.NewWeighted(int64(runtime.GOMAXPROCS(0)))
-	maxDrawing = 3 * int64(runtime.GOMAXPROCS(0)) // the slots and a queue of twice as many
-	drawing    atomic.Int64
+	drawSlotCount = max(1, int64(runtime.GOMAXPROCS(0))/2)
+	drawSlots     = semaphore.NewWeighted(drawSlotCount)
+	maxDrawing    = 3 * drawSlotCount // the slots and a queue of twice as many
+	drawing       atomic.Int64
 )
 
 // enterDraw admits a draw into the slots or the queue, or refuses it.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"image/color"
-	"runtime"
 	"testing"
 	"time"
 
@@ -17,7 +16,7 @@ import (
 // A width nobody waits for any more is dropped while it waits for a
 // slot: the visitor who asked and hung up costs no render.
 func TestDrawNobodyWaitsForDropped(t *testing.T) {
-	slots := int64(runtime.GOMAXPROCS(0))
+	slots := drawSlotCount
 	if err := drawSlots.Acquire(context.Background(), slots); err != nil {
 		t.Fatal(err)
 	}

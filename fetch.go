@@ -300,6 +300,13 @@ func (h *Handler) ask(ctx context.Context, cr *codeRequest) (*wechat.Image, *ent
 	if err != nil {
 		return nil, nil, err
 	}
+	// Checking the image decodes it whole: CPU work, in the draws' slots,
+	// so that a flood of new codes cannot take the CPUs from cached ones.
+	// The code is paid for: it waits for a slot rather than be refused.
+	if err := drawSlots.Acquire(ctx, 1); err != nil {
+		return img, nil, err
+	}
+	defer drawSlots.Release(1)
 	e, err := prepare(img)
 	return img, e, err
 }

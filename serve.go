@@ -78,9 +78,14 @@ func (h *Handler) fail(w http.ResponseWriter, cr *codeRequest, err error) error 
 		outcome = "error"
 	}
 	countRequest(outcome, p.status)
-	if p.status >= http.StatusInternalServerError {
+	switch {
+	case p.code == codeBusy:
+		// A bound at work: under a flood, one line per 10 seconds with
+		// the count of those held back, not one per request.
+		h.faults.warn("code request refused: busy", fields...)
+	case p.status >= http.StatusInternalServerError:
 		h.logger.Error("code request failed", fields...)
-	} else {
+	default:
 		h.logger.Debug("code request refused", fields...)
 	}
 	if h.caddyErrors {

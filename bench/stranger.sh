@@ -38,6 +38,7 @@ cat >"$work/Caddyfile" <<EOC
 }
 http://127.0.0.1:$PORT {
 	bind 127.0.0.1
+	metrics /metrics
 	wxqrcode /u/* {
 		appid {env.WX_APPID}
 		secret {env.WX_SECRET}
@@ -52,7 +53,7 @@ http://127.0.0.1:$PORT {
 	}
 }
 EOC
-"$work/caddy" run --config "$work/Caddyfile" >"$work/caddy.log" 2>&1 &
+${GOMEMLIMIT:+env GOMEMLIMIT=$GOMEMLIMIT} "$work/caddy" run --config "$work/Caddyfile" >"$work/caddy.log" 2>&1 &
 caddy_pid=$!
 pids+=($caddy_pid)
 for _ in $(seq 200); do curl -s -o /dev/null "$BASE/u/hot1?width=430" && break; sleep 0.05; done
@@ -78,10 +79,12 @@ t0=$(cpu_ticks); s0=$(date +%s.%N)
 sleep 1
 with=$("$work/pace" -rate "$RATE" -d "${DURATION}s" <"$work/hot.txt")
 t1=$(cpu_ticks); s1=$(date +%s.%N)
+heap=$(curl -s "$BASE/metrics" | awk '$1 == "go_memstats_heap_inuse_bytes" {printf "%.1f", $2 / 1048576}')
 wait "$wrk_pid" || true
 wait "$sampler" || true
 echo "  $with"
 grep -E "requests in|Requests/sec|Non-2xx" "$work/wrk.out" | sed 's/^/  stranger: /'
+echo "  heap in use as the client ended: $heap MiB"
 
 stored=$(find "$work/codes" -type f -regextype posix-extended -regex '.*/[0-9a-f]{64}' | wc -l)
 python3 - "$alone" "$with" "$t0" "$t1" "$s0" "$s1" "$(cat "$work/peak")" "$stored" "$MAX_STORED" "$MEMORY_MIB" "$(getconf CLK_TCK)" <<'PY'

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"image"
 	"math"
-	"sync"
 )
 
 // Weights are fixed point, in units of 1/one. With weights summing to
@@ -62,46 +61,44 @@ func newFilter(m, n int) filter {
 // one across it.
 func resizePlane(dst []byte, dw, dh, dstride int, src []byte, sw, sh, sstride int) {
 	fx, fy := newFilter(sw, dw), newFilter(sh, dh)
-	halves(dh, func(y0, y1 int) {
-		col := make([]uint32, sw)
-		rows := make([][]byte, 0, fy.taps)
-		ws := make([]uint32, 0, fy.taps)
-		for y := y0; y < y1; y++ {
-			rows, ws = rows[:0], ws[:0]
-			for t, w := range fy.w[y*fy.taps : (y+1)*fy.taps] {
-				if w != 0 {
-					j := (fy.start[y] + t) * sstride
-					rows, ws = append(rows, src[j:j+sw]), append(ws, w)
-				}
-			}
-			sumRows(col, rows, ws)
-			out := dst[y*dstride:]
-			out = out[:dw]
-			n := fx.taps
-			if n == 3 {
-				// Every width from half the source up: spelt out, twice
-				// as fast as the loop below.
-				for x := range out {
-					k := fx.start[x]
-					c := col[k : k+3 : k+3]
-					w := fx.w[3*x : 3*x+3 : 3*x+3]
-					out[x] = uint8((one*one/2 + w[0]*c[0] + w[1]*c[1] + w[2]*c[2]) >> (2 * shift))
-				}
-				continue
-			}
-			for x := range out {
-				k := fx.start[x]
-				c := col[k : k+n]
-				ws := fx.w[x*n : x*n+n]
-				ws = ws[:len(c)]
-				s := uint32(one * one / 2)
-				for t, w := range ws {
-					s += w * c[t]
-				}
-				out[x] = uint8(s >> (2 * shift))
+	col := make([]uint32, sw)
+	rows := make([][]byte, 0, fy.taps)
+	ws := make([]uint32, 0, fy.taps)
+	for y := 0; y < dh; y++ {
+		rows, ws = rows[:0], ws[:0]
+		for t, w := range fy.w[y*fy.taps : (y+1)*fy.taps] {
+			if w != 0 {
+				j := (fy.start[y] + t) * sstride
+				rows, ws = append(rows, src[j:j+sw]), append(ws, w)
 			}
 		}
-	})
+		sumRows(col, rows, ws)
+		out := dst[y*dstride:]
+		out = out[:dw]
+		n := fx.taps
+		if n == 3 {
+			// Every width from half the source up: spelt out, twice
+			// as fast as the loop below.
+			for x := range out {
+				k := fx.start[x]
+				c := col[k : k+3 : k+3]
+				w := fx.w[3*x : 3*x+3 : 3*x+3]
+				out[x] = uint8((one*one/2 + w[0]*c[0] + w[1]*c[1] + w[2]*c[2]) >> (2 * shift))
+			}
+			continue
+		}
+		for x := range out {
+			k := fx.start[x]
+			c := col[k : k+n]
+			ws := fx.w[x*n : x*n+n]
+			ws = ws[:len(c)]
+			s := uint32(one * one / 2)
+			for t, w := range ws {
+				s += w * c[t]
+			}
+			out[x] = uint8(s >> (2 * shift))
+		}
+	}
 }
 
 // sumRows sets col to the sum of rows weighted by ws, two rows a pass.
@@ -145,70 +142,50 @@ func sumRows(col []uint32, rows [][]byte, ws []uint32) {
 func resizeRGBA(dst *image.NRGBA, src []byte, sw, sh, sstride int, premultiplied bool) {
 	dw, dh := dst.Rect.Dx(), dst.Rect.Dy()
 	fx, fy := newFilter(sw, dw), newFilter(sh, dh)
-	halves(dh, func(y0, y1 int) {
-		col := make([]uint64, 2*sw)
-		for y := y0; y < y1; y++ {
-			clear(col)
-			for t, w := range fy.w[y*fy.taps : (y+1)*fy.taps] {
-				if w != 0 {
-					j := (fy.start[y] + t) * sstride
-					addRow(col, src[j:j+4*sw], uint64(w), premultiplied)
-				}
-			}
-			out := dst.Pix[y*dst.Stride:]
-			out = out[:4*dw]
-			n := fx.taps
-			for x := range dw {
-				k := 2 * fx.start[x]
-				c := col[k : k+2*n]
-				ws := fx.w[x*n : x*n+n]
-				var ga uint64
-				for t, w := range ws {
-					ga += uint64(w) * c[2*t+1]
-				}
-				a := uint32(ga >> 32)
-				alpha := (a + one*one/2) >> (2 * shift)
-				if alpha == 0 {
-					continue // NewNRGBA left it transparent
-				}
-				var rb uint64
-				for t, w := range ws {
-					rb += uint64(w) * c[2*t]
-				}
-				r, g, b := uint32(rb), uint32(ga), uint32(rb>>32)
-				p := out[4*x : 4*x+4 : 4*x+4]
-				p[3] = uint8(alpha)
-				if a == 255*one*one {
-					p[0] = uint8((r + one*one/2) >> (2 * shift))
-					p[1] = uint8((g + one*one/2) >> (2 * shift))
-					p[2] = uint8((b + one*one/2) >> (2 * shift))
-					continue
-				}
-				// Partly transparent: unpremultiply.
-				f := 255 / float64(a)
-				p[0] = uint8(math.Min(float64(r)*f+0.5, 255))
-				p[1] = uint8(math.Min(float64(g)*f+0.5, 255))
-				p[2] = uint8(math.Min(float64(b)*f+0.5, 255))
+	col := make([]uint64, 2*sw)
+	for y := 0; y < dh; y++ {
+		clear(col)
+		for t, w := range fy.w[y*fy.taps : (y+1)*fy.taps] {
+			if w != 0 {
+				j := (fy.start[y] + t) * sstride
+				addRow(col, src[j:j+4*sw], uint64(w), premultiplied)
 			}
 		}
-	})
-}
-
-// halves runs f over the rows 0 to n in two halves at once: a new width
-// is awaited by a visitor, and decoding and encoding, which take most of
-// its time, cannot be split. A panic in the other half is raised again in
-// the caller's goroutine, where the caller can recover it.
-func halves(n int, f func(y0, y1 int)) {
-	var wg sync.WaitGroup
-	var caught any
-	wg.Go(func() {
-		defer func() { caught = recover() }()
-		f(0, n/2)
-	})
-	f(n/2, n)
-	wg.Wait()
-	if caught != nil {
-		panic(caught)
+		out := dst.Pix[y*dst.Stride:]
+		out = out[:4*dw]
+		n := fx.taps
+		for x := range dw {
+			k := 2 * fx.start[x]
+			c := col[k : k+2*n]
+			ws := fx.w[x*n : x*n+n]
+			var ga uint64
+			for t, w := range ws {
+				ga += uint64(w) * c[2*t+1]
+			}
+			a := uint32(ga >> 32)
+			alpha := (a + one*one/2) >> (2 * shift)
+			if alpha == 0 {
+				continue // NewNRGBA left it transparent
+			}
+			var rb uint64
+			for t, w := range ws {
+				rb += uint64(w) * c[2*t]
+			}
+			r, g, b := uint32(rb), uint32(ga), uint32(rb>>32)
+			p := out[4*x : 4*x+4 : 4*x+4]
+			p[3] = uint8(alpha)
+			if a == 255*one*one {
+				p[0] = uint8((r + one*one/2) >> (2 * shift))
+				p[1] = uint8((g + one*one/2) >> (2 * shift))
+				p[2] = uint8((b + one*one/2) >> (2 * shift))
+				continue
+			}
+			// Partly transparent: unpremultiply.
+			f := 255 / float64(a)
+			p[0] = uint8(math.Min(float64(r)*f+0.5, 255))
+			p[1] = uint8(math.Min(float64(g)*f+0.5, 255))
+			p[2] = uint8(math.Min(float64(b)*f+0.5, 255))
+		}
 	}
 }
 

@@ -277,20 +277,3 @@ func TestResizeKinds(t *testing.T) {
 		}
 	}
 }
-
-// A panic in the half run in another goroutine reaches the caller, which
-// can recover it, instead of ending the process.
-func TestHalvesPanicReachesCaller(t *testing.T) {
-	t.Parallel()
-	defer func() {
-		if r := recover(); r != "bad row" {
-			t.Errorf("recovered %v, want the other half's panic", r)
-		}
-	}()
-	halves(10, func(y0, y1 int) {
-		if y0 == 0 {
-			panic("bad row")
-		}
-	})
-	t.Error("halves returned after a panic")
-}
