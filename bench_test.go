@@ -46,7 +46,7 @@ func benchHandler(b *testing.B, memory bool, width int) (*Handler, *http.Request
 	if err != nil {
 		b.Fatal(err)
 	}
-	e, err := prepare(&wechat.Image{Data: benchImage})
+	e, err := prepare(&fetched{data: benchImage, numUsed: -1})
 	if err != nil {
 		b.Fatal(err)
 	}

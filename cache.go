@@ -129,14 +129,14 @@ func newEntry(data []byte, contentType string, sum [sha256.Size]byte, stored tim
 // at most the master's width (a decompression bomb is refused by its
 // header, before any decoding), and makes it an entry stored now; it
 // refuses anything else, so nothing else is ever cached.
-func prepare(img *wechat.Image) (*entry, error) {
-	ct, err := imaging.Check(img.Data, masterWidth)
+func prepare(f *fetched) (*entry, error) {
+	ct, err := imaging.Check(f.data, masterWidth)
 	if err != nil {
 		return nil, fmt.Errorf("refusing to cache the reply: %w", err)
 	}
-	e := newEntry(img.Data, ct, sha256.Sum256(img.Data), expiryClock().UTC().Truncate(time.Second))
-	e.content = img.Content
-	e.setExpiry(img.Expiry)
+	e := newEntry(f.data, ct, sha256.Sum256(f.data), expiryClock().UTC().Truncate(time.Second))
+	e.content = f.content
+	e.setExpiry(f.expiry)
 	return e, nil
 }
 

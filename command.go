@@ -280,7 +280,7 @@ func (h *Handler) signOffline(rawURL string) signResult {
 		return res
 	}
 	u := *r.URL
-	cr, _, err := h.codeRequestOf(r)
+	cr, err := h.resolveFor(r)
 	if err != nil {
 		p := asProblem(err)
 		res.Error, res.ErrCode = p.message, p.code

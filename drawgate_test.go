@@ -9,7 +9,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/wxqrcode/caddy-wxqrcode/wechat"
 	"github.com/wxqrcode/caddy-wxqrcode/wechat/wechattest"
 )
 
@@ -25,7 +24,7 @@ func TestDrawNobodyWaitsForDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := &Handler{logger: zap.NewNop(), mem: mem}
-	master, err := prepare(&wechat.Image{Data: wechattest.RenderCode("pages/a", masterWidth, color.NRGBA{A: 0xff}, false)})
+	master, err := prepare(&fetched{data: wechattest.RenderCode("pages/a", masterWidth, color.NRGBA{A: 0xff}, false), numUsed: -1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/wxqrcode/caddy-wxqrcode/internal/imaging"
 	"github.com/wxqrcode/caddy-wxqrcode/wechat"
 )
 
@@ -103,7 +104,6 @@ func (h *Handler) lookup(ctx context.Context, cr *codeRequest) (*entry, string, 
 			return e, outcomeMemoryHit, nil
 		}
 	}
-	cr.key = cacheKey(cr.canonical)
 	e, err := h.cache.load(ctx, cr.key)
 	if err != nil {
 		// Asking again for a code that may be stored spends no budget:
@@ -281,44 +281,99 @@ func (h *Handler) lockCode(ctx context.Context, cr *codeRequest) (unlock func(),
 // the caps it was admitted by.
 func (h *Handler) callWeChat(ctx context.Context, cr *codeRequest, adm *admission) (*entry, error) {
 	start := time.Now()
-	img, e, err := h.ask(ctx, cr)
-	h.settle(adm.res, img, err)
+	f, e, err := h.ask(ctx, cr)
+	h.settle(adm.res, f, err)
 	adm.settled()
 	if err != nil {
 		return nil, err
 	}
-	h.noteFetched(cr, img, e, time.Since(start))
+	h.noteFetched(cr, f, e, time.Since(start))
 	return e, nil
 }
 
-// ask makes the call, within timeout, and checks that its reply is a
-// whole image.
-func (h *Handler) ask(ctx context.Context, cr *codeRequest) (*wechat.Image, *entry, error) {
+// fetched is what a call brought: the master's bytes as WeChat sent them,
+// or what to draw them from, and what is known of the code.
+type fetched struct {
+	data []byte
+	// numUsed is WeChat's Num-Used header, or -1 where it sent none.
+	numUsed int
+	// content is what the code encodes, when it is drawn here (an
+	// official account's code, from its url).
+	content string
+	// expiry is when the code stops working; zero for codes that never do.
+	expiry time.Time
+}
+
+// ask makes the call, within timeout, draws the code if WeChat sent what
+// to draw it from, and checks that the master is a whole image.
+func (h *Handler) ask(ctx context.Context, cr *codeRequest) (*fetched, *entry, error) {
 	cctx, cancel := context.WithTimeout(ctx, h.timeout)
 	defer cancel()
-	img, err := cr.call(cctx, h.client)
+	f, err := h.call(cctx, cr)
 	if err != nil {
 		return nil, nil, err
 	}
-	// Checking the image decodes it whole: CPU work, in the draws' slots,
-	// so that a flood of new codes cannot take the CPUs from cached ones.
-	// The code is paid for: it waits for a slot rather than be refused.
+	// Drawing and checking (a whole decode) are CPU work, in the draws'
+	// slots, so that a flood of new codes cannot take the CPUs from cached
+	// ones. The code is paid for: it waits for a slot rather than be
+	// refused.
 	if err := drawSlots.Acquire(ctx, 1); err != nil {
-		return img, nil, err
+		return f, nil, err
 	}
 	defer drawSlots.Release(1)
-	e, err := prepare(img)
-	return img, e, err
+	if f.data == nil {
+		if f.data, err = imaging.DrawQR(f.content, masterWidth); err != nil {
+			return f, nil, err
+		}
+	}
+	e, err := prepare(f)
+	return f, e, err
+}
+
+// call asks WeChat for the code cr names.
+func (h *Handler) call(ctx context.Context, cr *codeRequest) (*fetched, error) {
+	var img *wechat.Image
+	var err error
+	switch {
+	case cr.qrcode != nil:
+		img, err = h.client.CreateQRCode(ctx, cr.qrcode)
+	case cr.wxacode != nil:
+		img, err = h.client.GetWxaCode(ctx, cr.wxacode)
+	case cr.unlimited != nil:
+		img, err = h.client.GetUnlimited(ctx, cr.unlimited)
+	default:
+		return h.callOA(ctx, cr.oa)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &fetched{data: img.Data, numUsed: img.NumUsed}, nil
+}
+
+// callOA asks qrcode.create for an official account's code: its url, to
+// draw it from, and its life.
+func (h *Handler) callOA(ctx context.Context, req *wechat.OACodeRequest) (*fetched, error) {
+	start := expiryClock()
+	code, err := h.client.CreateOACode(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	f := &fetched{numUsed: -1, content: code.URL}
+	if !req.Permanent {
+		// Counted from before the call, as WeChat counts, so never late.
+		f.expiry = start.Add(time.Duration(code.ExpireSeconds) * time.Second)
+	}
+	return f, nil
 }
 
 // settle counts the call against the caps. Only WeChat's own refusal says
 // no code was made; after a timeout or a broken reply it may have been,
 // and stays counted.
-func (h *Handler) settle(res reservation, img *wechat.Image, err error) {
+func (h *Handler) settle(res reservation, f *fetched, err error) {
 	var werr *wechat.Error
 	switch {
 	case err == nil:
-		h.quota.spent(img.NumUsed)
+		h.quota.spent(f.numUsed)
 	case errors.As(err, &werr):
 		h.quota.release(res)
 	case len(res) > 0:
@@ -327,17 +382,17 @@ func (h *Handler) settle(res reservation, img *wechat.Image, err error) {
 }
 
 // noteFetched records a new code in the metrics and the log.
-func (h *Handler) noteFetched(cr *codeRequest, img *wechat.Image, e *entry, took time.Duration) {
+func (h *Handler) noteFetched(cr *codeRequest, f *fetched, e *entry, took time.Duration) {
 	metrics.codesGenerated.WithLabelValues(cr.api).Inc()
-	if img.NumUsed >= 0 {
-		metrics.numUsed.WithLabelValues(h.appID).Set(float64(img.NumUsed))
+	if f.numUsed >= 0 {
+		metrics.numUsed.WithLabelValues(h.appID).Set(float64(f.numUsed))
 	}
 	h.logger.Info("fetched code",
 		zap.String("api", cr.api),
 		zap.String("key", cr.key),
-		zap.Int("bytes", len(img.Data)),
+		zap.Int("bytes", len(f.data)),
 		zap.String("content_type", e.contentType),
-		zap.Int("num_used", img.NumUsed),
+		zap.Int("num_used", f.numUsed),
 		zap.Duration("duration", took))
 }
 

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/semaphore"
 
 	"github.com/wxqrcode/caddy-wxqrcode/wechat"
+	"github.com/wxqrcode/caddy-wxqrcode/wechat/wechattest"
 )
 
 // A new code that finds every slot for a call taken for its whole timeout
@@ -34,20 +35,18 @@ func TestFetchesInFlightBounded(t *testing.T) {
 	if !h.inFlight.TryAcquire(1) { // the one slot, busy elsewhere
 		t.Fatal("slot taken")
 	}
-	called := false
-	cr := &codeRequest{
-		api:  apiQRCode,
-		key:  cacheKey("api=qrcode&path=x"),
-		call: func(context.Context, *wechat.Client) (*wechat.Image, error) { called = true; return nil, nil },
-	}
+	fake := wechattest.NewServer("wx1", "secret")
+	defer fake.Close()
+	h.client = &wechat.Client{BaseURL: fake.URL, Tokens: wechat.NoToken{}}
+	cr := &codeRequest{api: apiQRCode, key: cacheKey("api=qrcode&path=x"), qrcode: &wechat.QRCodeRequest{Path: "x", Width: masterWidth}}
 	_, err := h.fetchShared(context.Background(), cr)
 	p, ok := err.(*problem)
 	if !ok || p.status != http.StatusServiceUnavailable || p.code != codeBusy || p.retryAfter != 5*time.Second {
 		t.Fatalf("%v, want 503 %d with Retry-After", err, codeBusy)
 	}
 	h.pending.Wait()
-	if called {
-		t.Error("WeChat was called without a slot")
+	if n := fake.CodeCalls(); n != 0 {
+		t.Errorf("WeChat was called %d times without a slot", n)
 	}
 	if entries, err := os.ReadDir(root); err != nil || len(entries) != 0 {
 		t.Errorf("the storage holds %d entries (%v), want none: no lock was taken", len(entries), err)

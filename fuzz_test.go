@@ -1,6 +1,7 @@
 package wxqrcode
 
 import (
+	"context"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"net/url"
 	"testing"
 
+	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
@@ -66,12 +68,13 @@ func FuzzResolveRequest(f *testing.F) {
 			h.CheckPath = "{http.request.uri.query.cp}"
 		}
 		h.resolveConfig()
-		if _, err := checkQuery(rawQuery, h.queryNames); err != nil {
-			return
+		parse := func() (*codeRequest, error) {
+			r := httptest.NewRequest(http.MethodGet, "/", nil)
+			r.URL.RawQuery = rawQuery
+			r = r.WithContext(context.WithValue(r.Context(), caddy.ReplacerCtxKey, caddyhttp.NewTestReplacer(r)))
+			return h.parse(r)
 		}
-		r := httptest.NewRequest(http.MethodGet, "/", nil)
-		r.URL.RawQuery = rawQuery
-		cr, err := h.resolveRequest(caddyhttp.NewTestReplacer(r))
+		cr, err := parse()
 		if err != nil {
 			var werr *wechat.Error
 			if !errors.As(err, &werr) || problemFor(err).status != http.StatusBadRequest {
@@ -85,8 +88,8 @@ func FuzzResolveRequest(f *testing.F) {
 		if _, err := url.ParseQuery(cr.canonical); err != nil {
 			t.Fatalf("canonical %q does not parse", cr.canonical)
 		}
-		again, err := h.resolveRequest(caddyhttp.NewTestReplacer(r))
-		if err != nil || cacheKey(again.canonical) != cacheKey(cr.canonical) {
+		again, err := parse()
+		if err != nil || again.key != cr.key || cr.key != cacheKey(cr.canonical) {
 			t.Fatal("the same request resolved twice differently")
 		}
 	})

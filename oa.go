@@ -1,7 +1,6 @@
 package wxqrcode
 
 import (
-	"context"
 	"crypto/sha256"
 	"fmt"
 	"net/http"
@@ -79,38 +78,20 @@ func (h *Handler) checkOA(api string) error {
 	return nil
 }
 
-// resolveOA makes cr a request for an official account's code with scene:
-// its call asks qrcode.create and draws the code at the master width. The
-// canonical form holds the api, appid, scene and, for a temporary code,
-// its life in seconds.
-func (h *Handler) resolveOA(cr *codeRequest, scene string, ps params) (params, func() error) {
-	req := &wechat.OACodeRequest{Scene: scene, Permanent: h.api == apiOAPermanent}
-	if !req.Permanent {
-		req.Expire = time.Duration(h.Expire)
-		if req.Expire == 0 {
-			req.Expire = wechat.MaxOAExpire
+// resolveOA makes cr a request for an official account's code with
+// scene. The canonical form holds the api, appid, scene and, for a
+// temporary code, its life in seconds.
+func (h *Handler) resolveOA(cr *codeRequest, scene string, ps params) params {
+	cr.oa = &wechat.OACodeRequest{Scene: scene, Permanent: h.api == apiOAPermanent}
+	if !cr.oa.Permanent {
+		cr.oa.Expire = time.Duration(h.Expire)
+		if cr.oa.Expire == 0 {
+			cr.oa.Expire = wechat.MaxOAExpire
 		}
-		ps = append(ps, param{"expire", strconv.FormatInt(int64(req.Expire/time.Second), 10)})
+		ps = append(ps, param{"expire", strconv.FormatInt(int64(cr.oa.Expire/time.Second), 10)})
 	}
 	cr.subject = scene
-	cr.call = func(ctx context.Context, c *wechat.Client) (*wechat.Image, error) {
-		start := expiryClock()
-		code, err := c.CreateOACode(ctx, req)
-		if err != nil {
-			return nil, err
-		}
-		data, err := imaging.DrawQR(code.URL, masterWidth)
-		if err != nil {
-			return nil, err
-		}
-		img := &wechat.Image{Data: data, ContentType: "image/png", NumUsed: -1, Content: code.URL}
-		if !req.Permanent {
-			// Counted from before the call, as WeChat counts, so never late.
-			img.Expiry = start.Add(time.Duration(code.ExpireSeconds) * time.Second)
-		}
-		return img, nil
-	}
-	return append(ps, param{"scene", scene}), req.Validate
+	return append(ps, param{"scene", scene})
 }
 
 // redraw draws an official account's code anew at width from its

@@ -46,7 +46,7 @@ func (h *Handler) probed(r *http.Request) bool {
 	}
 	p.reached = true
 	p.handler = h
-	cr, _, err := h.codeRequestOf(r)
+	cr, err := h.resolveFor(r)
 	if err != nil {
 		p.refused = asProblem(err)
 		return true

@@ -1,9 +1,9 @@
 package wxqrcode
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -26,23 +26,32 @@ const (
 	// apiOATemporary and apiOAPermanent are in oa.go.
 )
 
-// codeRequest is one request for a code with its templates resolved and
-// every default applied, so that equal images have equal keys.
+// codeRequest is one request for a code, parsed once: its templates
+// resolved and every default applied, so that equal images have equal
+// keys, and what WeChat is to be asked. Plain data: the handler acts on
+// it.
 type codeRequest struct {
 	api string
-	// call asks WeChat for the code.
-	call func(context.Context, *wechat.Client) (*wechat.Image, error)
+	// Exactly one of these is what WeChat is asked, at masterWidth.
+	qrcode    *wechat.QRCodeRequest
+	wxacode   *wechat.WxaCodeRequest
+	unlimited *wechat.UnlimitedRequest
+	oa        *wechat.OACodeRequest
 	// subject is what allow globs match: the path, the page, or an
 	// official account code's scene.
 	subject string
 	// canonical lists every effective parameter, sorted and URL-encoded,
 	// except the width: WeChat draws each code once, at masterWidth.
 	canonical string
+	// key is the hex SHA-256 of canonical, which names the entry in the
+	// storage.
+	key string
 	// width is the width to serve, rendered from the master.
 	width int
-	// key is the hex SHA-256 of canonical, which names the entry in the
-	// storage; set by lookup past the memory cache, which needs none.
-	key string
+	// visitors are the values of the per-visitor caps' templates.
+	visitors []string
+	// sig is the request's signature, for a route with sign_key.
+	sig string
 }
 
 // cacheKey names a canonical request's entry in the storage.
@@ -79,16 +88,14 @@ func (h *Handler) resolveRequest(repl *caddy.Replacer) (*codeRequest, error) {
 	var validate func() error
 	switch h.api {
 	case apiQRCode:
-		req := &wechat.QRCodeRequest{Path: get(h.path), Width: masterWidth}
-		cr.subject, validate = req.Path, req.Validate
-		cr.call = func(ctx context.Context, c *wechat.Client) (*wechat.Image, error) { return c.CreateQRCode(ctx, req) }
+		cr.qrcode = &wechat.QRCodeRequest{Path: get(h.path), Width: masterWidth}
+		cr.subject, validate = cr.qrcode.Path, cr.qrcode.Validate
 	case apiWxaCode:
-		req := &wechat.WxaCodeRequest{
+		cr.wxacode = &wechat.WxaCodeRequest{
 			Path: get(h.path), Width: masterWidth, AutoColor: lk.autoColor,
 			LineColor: lk.lineColor, IsHyaline: lk.isHyaline, EnvVersion: lk.sentEnv(),
 		}
-		cr.subject, validate = req.Path, req.Validate
-		cr.call = func(ctx context.Context, c *wechat.Client) (*wechat.Image, error) { return c.GetWxaCode(ctx, req) }
+		cr.subject, validate = cr.wxacode.Path, cr.wxacode.Validate
 		ps = lk.addTo(ps)
 	case apiUnlimited:
 		checkPath, err := parseBool("check_path", get(h.CheckPath), true)
@@ -102,11 +109,12 @@ func (h *Handler) resolveRequest(repl *caddy.Replacer) (*codeRequest, error) {
 		if !checkPath {
 			req.CheckPath = &checkPath
 		}
+		cr.unlimited = req
 		cr.subject, validate = req.Page, req.Validate
-		cr.call = func(ctx context.Context, c *wechat.Client) (*wechat.Image, error) { return c.GetUnlimited(ctx, req) }
 		ps = append(lk.addTo(ps), param{"scene", req.Scene}, param{"page", req.Page}, param{"check_path", strconv.FormatBool(checkPath)})
 	case apiOATemporary, apiOAPermanent:
-		ps, validate = h.resolveOA(cr, get(h.scene), ps)
+		ps = h.resolveOA(cr, get(h.scene), ps)
+		validate = cr.oa.Validate
 	}
 	if err := validate(); err != nil {
 		return nil, err
@@ -115,6 +123,10 @@ func (h *Handler) resolveRequest(repl *caddy.Replacer) (*codeRequest, error) {
 		ps = append(ps, param{"path", cr.subject})
 	}
 	cr.canonical = ps.encode()
+	cr.key = cacheKey(cr.canonical)
+	for _, v := range h.visitors {
+		cr.visitors = append(cr.visitors, get(v.cap.By))
+	}
 	if cr.width, err = parseWidth(get(h.width)); err != nil {
 		return cr, err
 	}
@@ -307,40 +319,21 @@ func queryNames(templates ...string) []string {
 	return names
 }
 
-// checkQuery refuses a query string that does not parse, or that gives a
-// parameter the handler reads more than once: Caddy would take the first,
-// a proxy or a signing backend perhaps the last. It returns the parsed
-// query.
-func checkQuery(raw string, names []string) (url.Values, error) {
-	q, err := url.ParseQuery(raw)
+// parse reads r, a request prepared by Caddy, once: its query (which
+// must parse, and give each parameter the templates read once), the
+// templates resolved, and the result checked against WeChat's rules. A
+// code request with an error is one whose width is bad: the width is not
+// signed, so the signature is checked before the width is refused.
+func (h *Handler) parse(r *http.Request) (*codeRequest, error) {
+	query, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
-		return nil, invalidArg("the query string is malformed")
+		// A malformed query still yields the parameters it could parse.
+		return &codeRequest{sig: query.Get(sigParam)}, notResolved(invalidArg("the query string is malformed"))
 	}
-	for _, n := range names {
-		if len(q[n]) > 1 {
-			return nil, invalidArg("%s is given more than once", n)
+	for _, n := range h.queryNames {
+		if len(query[n]) > 1 {
+			return &codeRequest{sig: query.Get(sigParam)}, notResolved(invalidArg("%s is given more than once", n))
 		}
-	}
-	return q, nil
-}
-
-// codeRequestOf resolves the templates for r, a request prepared by Caddy,
-// and checks the result against WeChat's rules and allow. It returns the
-// query too, for the signature.
-func (h *Handler) codeRequestOf(r *http.Request) (*codeRequest, url.Values, error) {
-	cr, query, err := h.resolveOf(r)
-	if err != nil {
-		return cr, query, err
-	}
-	return cr, query, h.checkAllowed(cr)
-}
-
-// resolveOf resolves the templates for r and checks the result against
-// WeChat's rules.
-func (h *Handler) resolveOf(r *http.Request) (*codeRequest, url.Values, error) {
-	query, err := checkQuery(r.URL.RawQuery, h.queryNames)
-	if err != nil {
-		return nil, nil, err
 	}
 	repl := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
 	// Caddy's replacer would parse the query again for each placeholder.
@@ -348,7 +341,52 @@ func (h *Handler) resolveOf(r *http.Request) (*codeRequest, url.Values, error) {
 		repl.Set(h.queryKeys[i], query.Get(name))
 	}
 	cr, err := h.resolveRequest(repl)
-	return cr, query, err
+	if cr == nil {
+		cr = &codeRequest{}
+		err = notResolved(err)
+	}
+	cr.sig = query.Get(sigParam)
+	return cr, err
+}
+
+// unresolved marks a request that does not resolve to a code request: on
+// a signed route it is refused as wrongly signed.
+type unresolved struct{ error }
+
+func (u unresolved) Unwrap() error { return u.error }
+
+func notResolved(err error) error { return unresolved{err} }
+
+// authorize checks what parse made of a request: on a signed route, the
+// signature first, so that only a signed request learns anything about
+// its inputs or allow; then parse's error, if any; then allow.
+func (h *Handler) authorize(cr *codeRequest, parseErr error) error {
+	if len(h.signKeys) > 0 {
+		if cr.sig == "" {
+			return localProblem(http.StatusForbidden, codeSigMissing, sigMissingMessage)
+		}
+		if errors.As(parseErr, new(unresolved)) {
+			h.logger.Debug("a signed request that does not resolve is refused as wrongly signed", zap.Error(parseErr))
+			return localProblem(http.StatusForbidden, codeSigInvalid, sigInvalidMessage)
+		}
+		if err := checkSignature(h.signKeys, cr.canonical, cr.sig); err != nil {
+			return err
+		}
+	}
+	if parseErr != nil {
+		return parseErr
+	}
+	return h.checkAllowed(cr)
+}
+
+// resolveFor parses r and checks allow, without a signature: what sign
+// signs.
+func (h *Handler) resolveFor(r *http.Request) (*codeRequest, error) {
+	cr, err := h.parse(r)
+	if err != nil {
+		return cr, err
+	}
+	return cr, h.checkAllowed(cr)
 }
 
 func (h *Handler) checkAllowed(cr *codeRequest) error {
@@ -356,29 +394,6 @@ func (h *Handler) checkAllowed(cr *codeRequest) error {
 		return localProblem(http.StatusForbidden, codeNotAllowed, "wxqrcode: this path may not be generated here (see allow)")
 	}
 	return nil
-}
-
-// signedRequestOf is codeRequestOf for a handler with sign_key: the
-// signature is checked first, so that only a signed request learns
-// anything about its inputs or allow.
-func (h *Handler) signedRequestOf(r *http.Request) (*codeRequest, error) {
-	// A malformed query still yields the parameters it could parse.
-	raw, _ := url.ParseQuery(r.URL.RawQuery)
-	if raw.Get(sigParam) == "" {
-		return nil, localProblem(http.StatusForbidden, codeSigMissing, sigMissingMessage)
-	}
-	cr, query, err := h.resolveOf(r)
-	if cr == nil {
-		h.logger.Debug("a signed request that does not resolve is refused as wrongly signed", zap.Error(err))
-		return nil, localProblem(http.StatusForbidden, codeSigInvalid, sigInvalidMessage)
-	}
-	if err := checkSignature(h.signKeys, cr.canonical, query.Get(sigParam)); err != nil {
-		return cr, err
-	}
-	if err != nil {
-		return cr, err // the width, which is not signed
-	}
-	return cr, h.checkAllowed(cr)
 }
 
 func (h *Handler) allowed(subject string) bool {

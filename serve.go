@@ -22,14 +22,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		w.Header().Set("Allow", "GET, HEAD")
 		return h.fail(w, nil, localProblem(http.StatusMethodNotAllowed, codeMethod, "wxqrcode: only GET and HEAD are allowed"))
 	}
-	var cr *codeRequest
-	var err error
-	if len(h.signKeys) > 0 {
-		cr, err = h.signedRequestOf(r)
-	} else {
-		cr, _, err = h.codeRequestOf(r)
-	}
-	if err != nil {
+	cr, err := h.parse(r)
+	if err = h.authorize(cr, err); err != nil {
 		return h.fail(w, cr, err)
 	}
 	e, outcome, err := h.sized(r.Context(), cr)

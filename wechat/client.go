@@ -82,11 +82,6 @@ type Image struct {
 	// NumUsed is the reply's Num-Used header (codes used of the lifetime
 	// budget), or -1 where WeChat sent none.
 	NumUsed int
-	// Content is what the code encodes, when the image was drawn from it
-	// (an official account's code, drawn from its url); empty otherwise.
-	Content string
-	// Expiry is when the code stops working; zero for codes that never do.
-	Expiry time.Time
 }
 
 // CreateQRCode calls wxacode.createQRCode.
