@@ -23,9 +23,11 @@ var (
 	drawing       atomic.Int64
 )
 
-// enterDraw admits a draw into the slots or the queue, or refuses it.
-func enterDraw() error {
-	if drawing.Add(1) > maxDrawing {
+// enterDraw admits a draw into the slots or the queue, or refuses it. A
+// draw for a code just fetched (paid) is never refused: it waits its turn,
+// bounded by the fetches in flight.
+func enterDraw(paid bool) error {
+	if drawing.Add(1) > maxDrawing && !paid {
 		drawing.Add(-1)
 		p := localProblem(http.StatusServiceUnavailable, codeBusy, "wxqrcode: too many widths are being drawn at once; try again shortly")
 		p.retryAfter = time.Second

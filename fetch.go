@@ -42,7 +42,7 @@ func (h *Handler) sized(ctx context.Context, cr *codeRequest) (*entry, string, e
 	c, leader := renders.join(rkey, cancel)
 	if !leader {
 		cancel()
-	} else if err := enterDraw(); err != nil {
+	} else if err := enterDraw(outcome == outcomeMiss); err != nil {
 		renders.finish(rkey, c, nil, err)
 		cancel()
 	} else {

@@ -281,3 +281,25 @@ func TestDrawsBounded(t *testing.T) {
 	}
 	t.Logf("%d drawn, %d refused", ok, refused)
 }
+
+// A width of a code just fetched is never refused by the draws' bound:
+// the code is paid for, and its draw waits its turn.
+func TestDrawOfNewCodesWaits(t *testing.T) {
+	fake := newFake(t)
+	s := startSite(t, fake, "", wxBlock(fake, "/u/*", "api unlimited\nscene {path.1}\npage pages/item/item\ncap 1000 per 1m"))
+	const n = 30
+	statuses := make([]int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			resp, _ := s.get(fmt.Sprintf("/u/new%d?width=%d", i, 1200+i))
+			statuses[i] = resp.StatusCode
+		})
+	}
+	wg.Wait()
+	for i, st := range statuses {
+		if st != http.StatusOK {
+			t.Errorf("new code %d at a width: status %d, want 200", i, st)
+		}
+	}
+}
