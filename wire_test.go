@@ -57,7 +57,11 @@ func TestBodiesAsWritten(t *testing.T) {
 				t.Fatalf("WeChat issued no code for the scene %q: %d %s", scene, resp.StatusCode, body)
 			}
 			assertOACode(t, resp, body, 430, issued)
-			assertSent(t, fake, wechattest.PathOACode, `"scene_str":"`+scene+`"`)
+			action := "QR_STR_SCENE"
+			if permanent {
+				action = "QR_LIMIT_STR_SCENE"
+			}
+			assertSent(t, fake, wechattest.PathOACode, `"action_name":"`+action+`","action_info":{"scene":{"scene_str":"`+scene+`"}}`)
 		})
 	}
 }
