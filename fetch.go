@@ -6,8 +6,10 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/wxqrcode/caddy-wxqrcode/internal/caps"
 	"github.com/wxqrcode/caddy-wxqrcode/wechat"
 )
 
@@ -129,6 +131,17 @@ func (h *Handler) lookup(ctx context.Context, cr *codeRequest) (*entry, string, 
 	return e, outcomeMiss, nil
 }
 
+// countVisitor counts a request that goes on to fetch a new code against
+// the handler's per-visitor caps, resolving their templates with the
+// request's replacer. It returns what gives the codes back.
+func (h *Handler) countVisitor(ctx context.Context) (func(), error) {
+	repl, _ := ctx.Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
+	if repl == nil {
+		repl = caddy.NewReplacer()
+	}
+	return h.capSet.TakeVisitor(func(by string) string { return repl.ReplaceAll(by, "") })
+}
+
 func (h *Handler) remember(cr *codeRequest, e *entry) {
 	if h.mem != nil {
 		h.mem.masters.Set(cr.canonical, e)
@@ -177,7 +190,7 @@ func (h *Handler) fetchShared(ctx context.Context, cr *codeRequest) (*entry, err
 // until the code is stored.
 type admission struct {
 	h            *Handler
-	res          reservation
+	res          caps.Reservation
 	counted      bool
 	slotReleased bool
 }
@@ -198,7 +211,7 @@ func (a *admission) done() {
 func (a *admission) release() {
 	if !a.counted {
 		a.counted = true
-		a.h.quota.release(a.res)
+		a.h.capSet.Release(a.res)
 	}
 	a.done()
 }
@@ -209,12 +222,12 @@ func (a *admission) release() {
 func (h *Handler) admit(ctx context.Context) (*admission, error) {
 	wctx, cancel := context.WithTimeout(ctx, h.timeout)
 	defer cancel()
-	res, err := h.quota.reserve(wctx)
+	res, err := h.capSet.Reserve(wctx)
 	if err != nil {
 		return nil, err
 	}
 	if err := h.inFlight.Acquire(wctx, 1); err != nil {
-		h.quota.release(res)
+		h.capSet.Release(res)
 		return nil, busyProblem()
 	}
 	return &admission{h: h, res: res}, nil
@@ -314,15 +327,15 @@ func (h *Handler) ask(ctx context.Context, cr *codeRequest) (*wechat.Image, *ent
 // settle counts the call against the caps. Only WeChat's own refusal says
 // no code was made; after a timeout or a broken reply it may have been,
 // and stays counted.
-func (h *Handler) settle(res reservation, img *wechat.Image, err error) {
+func (h *Handler) settle(res caps.Reservation, img *wechat.Image, err error) {
 	var werr *wechat.Error
 	switch {
 	case err == nil:
-		h.quota.spent(img.NumUsed)
+		h.capSet.Settle(res, img.NumUsed)
 	case errors.As(err, &werr):
-		h.quota.release(res)
+		h.capSet.Release(res)
 	case len(res) > 0:
-		h.quota.spent(-1)
+		h.capSet.Settle(res, -1)
 	}
 }
 
