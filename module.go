@@ -308,20 +308,21 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 // Cap is a cap on new codes, as the config writes it.
 type Cap = caps.Cap
 
-// The counts' names that caddy wxqrcode stats reads the storage with.
+// quotaDoc, groupLimited, groupOAPermanent and lifetimeBudget are what
+// caddy wxqrcode stats reads the caps' documents with.
+type quotaDoc = caps.Doc
+
 const (
 	groupLimited     = caps.GroupLimited
 	groupOAPermanent = caps.GroupOAPermanent
 	lifetimeBudget   = caps.LifetimeBudget
 )
 
-type quotaDoc = caps.Doc
-
 // openCaps takes the handler's counts: those of its app's document in the
 // storage, shared by the handlers of its api's group, and its per-visitor
 // caps.
 func (h *Handler) openCaps(storage certmagic.Storage) error {
-	group := groupLimited
+	group := caps.GroupLimited
 	switch h.api {
 	case apiUnlimited:
 		group = caps.GroupUnlimited
@@ -331,7 +332,8 @@ func (h *Handler) openCaps(storage certmagic.Storage) error {
 		group = caps.GroupOAPermanent
 	}
 	var err error
-	h.capSet, err = caps.Open(storage, h.storeID, h.appID, group, h.Caps, caps.Options{Logger: h.logger, Faults: capFaults{newFaultLog(h.logger)}})
+	h.capSet, err = caps.Open(storage, h.storeID, h.appID, group, h.Caps,
+		caps.Options{Logger: h.logger, Faults: capFaults{newFaultLog(h.logger)}})
 	return err
 }
 
