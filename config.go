@@ -13,6 +13,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/wxqrcode/caddy-wxqrcode/internal/caps"
 	"github.com/wxqrcode/caddy-wxqrcode/wechat"
 )
 
@@ -60,8 +61,8 @@ func (h *Handler) checkConfig() error {
 	if err := h.checkLists(); err != nil {
 		return err
 	}
-	if err := checkCaps(h.Caps); err != nil {
-		return err
+	if i, err := caps.Check(h.Caps); err != nil {
+		return &optionError{"cap", i, err}
 	}
 	if h.MaxStored < 0 {
 		return optionErr("max_stored", fmt.Errorf("max_stored must be at least 1 code, not %d", h.MaxStored))

@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/wxqrcode/caddy-wxqrcode/internal/caps"
 	"github.com/wxqrcode/caddy-wxqrcode/internal/imaging"
 	"github.com/wxqrcode/caddy-wxqrcode/wechat"
 )
@@ -116,7 +117,7 @@ func (h *Handler) lookup(ctx context.Context, cr *codeRequest) (*entry, string, 
 		h.remember(cr, e)
 		return e, outcomeStorageHit, nil
 	}
-	giveBack, err := h.countVisitor(ctx)
+	giveBack, err := h.capSet.TakeVisitor(cr.visitors)
 	if err != nil {
 		return nil, "", err
 	}
@@ -177,7 +178,7 @@ func (h *Handler) fetchShared(ctx context.Context, cr *codeRequest) (*entry, err
 // until the code is stored.
 type admission struct {
 	h            *Handler
-	res          reservation
+	res          caps.Reservation
 	counted      bool
 	slotReleased bool
 }
@@ -198,7 +199,7 @@ func (a *admission) done() {
 func (a *admission) release() {
 	if !a.counted {
 		a.counted = true
-		a.h.quota.release(a.res)
+		a.h.capSet.Release(a.res)
 	}
 	a.done()
 }
@@ -209,12 +210,12 @@ func (a *admission) release() {
 func (h *Handler) admit(ctx context.Context) (*admission, error) {
 	wctx, cancel := context.WithTimeout(ctx, h.timeout)
 	defer cancel()
-	res, err := h.quota.reserve(wctx)
+	res, err := h.capSet.Reserve(wctx)
 	if err != nil {
 		return nil, err
 	}
 	if err := h.inFlight.Acquire(wctx, 1); err != nil {
-		h.quota.release(res)
+		h.capSet.Release(res)
 		return nil, busyProblem()
 	}
 	return &admission{h: h, res: res}, nil
@@ -369,15 +370,15 @@ func (h *Handler) callOA(ctx context.Context, req *wechat.OACodeRequest) (*fetch
 // settle counts the call against the caps. Only WeChat's own refusal says
 // no code was made; after a timeout or a broken reply it may have been,
 // and stays counted.
-func (h *Handler) settle(res reservation, f *fetched, err error) {
+func (h *Handler) settle(res caps.Reservation, f *fetched, err error) {
 	var werr *wechat.Error
 	switch {
 	case err == nil:
-		h.quota.spent(f.numUsed)
+		h.capSet.Settle(res, f.numUsed)
 	case errors.As(err, &werr):
-		h.quota.release(res)
+		h.capSet.Release(res)
 	case len(res) > 0:
-		h.quota.spent(-1)
+		h.capSet.Settle(res, -1)
 	}
 }
 

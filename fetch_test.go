@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/semaphore"
 
+	"github.com/wxqrcode/caddy-wxqrcode/internal/caps"
 	"github.com/wxqrcode/caddy-wxqrcode/wechat"
 	"github.com/wxqrcode/caddy-wxqrcode/wechat/wechattest"
 )
@@ -30,7 +31,7 @@ func TestFetchesInFlightBounded(t *testing.T) {
 		faults:   newFaultLog(zap.NewNop()),
 		inFlight: semaphore.NewWeighted(1),
 		waiting:  new(atomic.Int64),
-		quota:    &quota{},
+		capSet:   &caps.Set{},
 	}
 	if !h.inFlight.TryAcquire(1) { // the one slot, busy elsewhere
 		t.Fatal("slot taken")

@@ -22,6 +22,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/semaphore"
 
+	"github.com/wxqrcode/caddy-wxqrcode/internal/caps"
 	"github.com/wxqrcode/caddy-wxqrcode/wechat"
 )
 
@@ -206,15 +207,12 @@ type Handler struct {
 	signKeys []string
 	// signKeyNames name signKeys in messages: their placeholders.
 	signKeyNames []string
-	quota        *quota
+	capSet       *caps.Set
 	maxStored    int
 	ledger       *ledger
 	ledgerKey    string
 	// stopSweep ends the sweep of expired temporary codes.
 	stopSweep context.CancelFunc
-	visitors  []*visitorCap
-	// visitorKeys are the per-visitor caps' keys in visitorPool.
-	visitorKeys []string
 	// inFlight bounds the calls to WeChat this handler makes at once.
 	inFlight *semaphore.Weighted
 	// waiting counts the requests waiting for new codes (maxWaiting).
@@ -307,27 +305,43 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// openCaps takes the handler's counts from the pools: the book and
-// leases of its app's document, and its per-visitor caps.
+// Cap is a cap on new codes, as the config writes it.
+type Cap = caps.Cap
+
+// quotaDoc, groupLimited, groupOAPermanent and lifetimeBudget are what
+// caddy wxqrcode stats reads the caps' documents with.
+type quotaDoc = caps.Doc
+
+const (
+	groupLimited     = caps.GroupLimited
+	groupOAPermanent = caps.GroupOAPermanent
+	lifetimeBudget   = caps.LifetimeBudget
+)
+
+// openCaps takes the handler's counts: those of its app's document in the
+// storage, shared by the handlers of its api's group, and its per-visitor
+// caps.
 func (h *Handler) openCaps(storage certmagic.Storage) error {
-	group := groupLimited
+	group := caps.GroupLimited
 	switch h.api {
 	case apiUnlimited:
-		group = groupUnlimited
+		group = caps.GroupUnlimited
 	case apiOATemporary:
-		group = groupOATemporary
+		group = caps.GroupOATemporary
 	case apiOAPermanent:
-		group = groupOAPermanent
+		group = caps.GroupOAPermanent
 	}
-	bookKey := h.storeID + "|" + h.appID + "|" + group
 	var err error
-	h.quota, err = openQuota(func() *book { return newBook(storage, h.appID, group, h.logger) }, bookKey, h.Caps)
-	if err != nil {
-		return err
-	}
-	h.visitors, h.visitorKeys, err = openVisitorCaps(bookKey, h.Caps)
+	h.capSet, err = caps.Open(storage, h.storeID, h.appID, group, h.Caps,
+		caps.Options{Logger: h.logger, Faults: capFaults{newFaultLog(h.logger)}})
 	return err
 }
+
+// capFaults logs the caps' storage faults through a faultLog.
+type capFaults struct{ log *faultLog }
+
+func (f capFaults) Warn(msg string, fields ...zap.Field)  { f.log.warn(msg, fields...) }
+func (f capFaults) Error(msg string, fields ...zap.Field) { f.log.error(msg, fields...) }
 
 // storageID names the handler's storage, so that what the pools share is
 // shared only between handlers of one storage.
@@ -434,11 +448,8 @@ func (h *Handler) Cleanup() error {
 	if h.pending != nil {
 		h.pending.Wait()
 	}
-	if h.quota != nil {
-		h.quota.close()
-	}
-	for _, k := range h.visitorKeys {
-		_, _ = visitorPool.Delete(k)
+	if h.capSet != nil {
+		h.capSet.Close()
 	}
 	var errs []error
 	if h.tokKey != "" {

@@ -124,8 +124,10 @@ func (h *Handler) resolveRequest(repl *caddy.Replacer) (*codeRequest, error) {
 	}
 	cr.canonical = ps.encode()
 	cr.key = cacheKey(cr.canonical)
-	for _, v := range h.visitors {
-		cr.visitors = append(cr.visitors, get(v.cap.By))
+	for _, c := range h.Caps {
+		if c.By != "" {
+			cr.visitors = append(cr.visitors, get(c.By))
+		}
 	}
 	if cr.width, err = parseWidth(get(h.width)); err != nil {
 		return cr, err

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/wxqrcode/caddy-wxqrcode/internal/caps"
 	"github.com/wxqrcode/caddy-wxqrcode/wechat"
 )
 
@@ -86,7 +87,17 @@ func problemFor(err error) *problem {
 		}
 		return p
 	}
-	if errors.Is(err, errCapsUnavailable) {
+	var spent *caps.SpentError
+	if errors.As(err, &spent) {
+		return localProblem(http.StatusForbidden, codeBudgetSpent, "wxqrcode: "+spent.Error())
+	}
+	var full *caps.FullError
+	if errors.As(err, &full) {
+		p := localProblem(http.StatusTooManyRequests, codeRateCapped, "wxqrcode: "+full.Error())
+		p.retryAfter = full.RetryAfter
+		return p
+	}
+	if errors.Is(err, caps.ErrUnavailable) {
 		p := localProblem(http.StatusServiceUnavailable, codeInternal, "wxqrcode: the caps on new codes cannot be checked now")
 		p.retryAfter = 30 * time.Second
 		return p

@@ -63,6 +63,15 @@ func (s *countingSource) Token(context.Context) (*wechat.Token, error) {
 	return &wechat.Token{AccessToken: fmt.Sprintf("token-%d", s.calls), Expiry: s.now().Add(2 * time.Hour)}, nil
 }
 
+// clock is a settable time for a test's now.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *clock) set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
+
 // Instances sharing the storage use one token until it nears expiry, and
 // then the first to ask fetches the next for all.
 func TestSharedTokenExpiry(t *testing.T) {

@@ -1,10 +1,7 @@
-package wxqrcode
+package caps
 
 import (
-	"context"
 	"crypto/sha256"
-	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -42,13 +39,13 @@ type visitorCount struct {
 
 func (*visitorCap) Destruct() error { return nil }
 
-func newVisitorCap(c Cap) (*visitorCap, error) {
+func newVisitorCap(c Cap, now func() time.Time) (*visitorCap, error) {
 	per := time.Duration(c.Per)
 	counts, err := otter.New(&otter.Options[string, visitorCount]{
 		MaximumSize: maxVisitors,
 		// A count is forgotten when its window ends.
 		ExpiryCalculator: otter.ExpiryWritingFunc(func(e otter.Entry[string, visitorCount]) time.Duration {
-			return max(time.Until(e.Value.start.Add(per)), time.Millisecond)
+			return max(e.Value.start.Add(per).Sub(now()), time.Millisecond)
 		}),
 	})
 	if err != nil {
@@ -57,30 +54,9 @@ func newVisitorCap(c Cap) (*visitorCap, error) {
 	return &visitorCap{cap: c, counts: counts}, nil
 }
 
-// openVisitorCaps takes the per-visitor caps of a handler from the pool.
-func openVisitorCaps(storeID string, caps []Cap) ([]*visitorCap, []string, error) {
-	var vcs []*visitorCap
-	var keys []string
-	for _, c := range caps {
-		if c.By == "" {
-			continue
-		}
-		key := fmt.Sprintf("%s|%d|%s|%s", storeID, c.Codes, time.Duration(c.Per), c.By)
-		v, _, err := visitorPool.LoadOrNew(key, func() (caddy.Destructor, error) { return newVisitorCap(c) })
-		if err != nil {
-			for _, k := range keys {
-				_, _ = visitorPool.Delete(k)
-			}
-			return nil, nil, err
-		}
-		vcs = append(vcs, v.(*visitorCap))
-		keys = append(keys, key)
-	}
-	return vcs, keys, nil
-}
-
-// take counts a new code for visitor, or returns the 429 if the visitor's
-// window is full. It returns the window the code was counted in.
+// take counts a new code for visitor, or refuses it with a FullError if
+// the visitor's window is full. It returns the window the code was
+// counted in.
 func (v *visitorCap) take(visitor string, now time.Time) (time.Time, error) {
 	start := windowStart(v.cap, now)
 	full := false
@@ -96,10 +72,7 @@ func (v *visitorCap) take(visitor string, now time.Time) (time.Time, error) {
 		return old, otter.WriteOp
 	})
 	if full {
-		p := localProblem(http.StatusTooManyRequests, codeRateCapped,
-			fmt.Sprintf("wxqrcode: %d new codes per %s for each %s reached", v.cap.Codes, time.Duration(v.cap.Per), v.cap.By))
-		p.retryAfter = start.Add(time.Duration(v.cap.Per)).Sub(now)
-		return start, p
+		return start, &FullError{Cap: v.cap, RetryAfter: start.Add(time.Duration(v.cap.Per)).Sub(now)}
 	}
 	return start, nil
 }
@@ -112,34 +85,4 @@ func (v *visitorCap) put(visitor string, start time.Time) {
 		}
 		return old, otter.WriteOp
 	})
-}
-
-// countVisitor counts a request that goes on to fetch a new code against
-// the handler's per-visitor caps, resolving their templates with the
-// request's replacer. It returns what gives the codes back.
-func (h *Handler) countVisitor(ctx context.Context) (func(), error) {
-	if len(h.visitors) == 0 {
-		return func() {}, nil
-	}
-	repl, _ := ctx.Value(caddy.ReplacerCtxKey).(*caddy.Replacer)
-	if repl == nil {
-		repl = caddy.NewReplacer()
-	}
-	now := time.Now()
-	var undo []func()
-	giveBack := func() {
-		for _, u := range undo {
-			u()
-		}
-	}
-	for _, v := range h.visitors {
-		visitor := visitorKey(repl.ReplaceAll(v.cap.By, ""))
-		start, err := v.take(visitor, now)
-		if err != nil {
-			giveBack()
-			return nil, err
-		}
-		undo = append(undo, func() { v.put(visitor, start) })
-	}
-	return giveBack, nil
 }

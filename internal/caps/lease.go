@@ -1,10 +1,8 @@
-package wxqrcode
+package caps
 
 import (
 	"context"
 	"fmt"
-	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
@@ -20,7 +18,7 @@ import (
 // crashed instance's unspent lease stays counted as spent.
 
 // leasePool keeps leases across config reloads, one per document and cap,
-// so handlers with the same cap spend one lease.
+// so sets with the same cap spend one lease.
 var leasePool = caddy.NewUsagePool()
 
 const (
@@ -39,8 +37,8 @@ func blockSize(left int) int {
 	return max(1, min(maxBlock, left/8))
 }
 
-// capLease is this process's lease on one cap of one document.
-type capLease struct {
+// lease is this process's lease on one cap of one document.
+type lease struct {
 	book *book
 	cap  Cap
 
@@ -62,18 +60,18 @@ type capLease struct {
 	err       error // of the last lease taken
 }
 
-func newLease(b *book, c Cap) *capLease {
-	l := &capLease{book: b, cap: c}
+func newLease(b *book, c Cap) *lease {
+	l := &lease{book: b, cap: c}
 	b.mu.Lock()
 	b.leases[l] = true
 	b.mu.Unlock()
 	return l
 }
 
-// Destruct gives back what is unspent, once the last handler using the
-// lease is gone. A lease that never took a block writes nothing: loading
-// a config (caddy validate, a reload) must leave the storage as it was.
-func (l *capLease) Destruct() error {
+// Destruct gives back what is unspent, once the last set using the lease
+// is gone. A lease that never took a block writes nothing: loading a
+// config (caddy validate, a reload) must leave the storage as it was.
+func (l *lease) Destruct() error {
 	b := l.book
 	b.mu.Lock()
 	delete(b.leases, l)
@@ -92,21 +90,21 @@ func (l *capLease) Destruct() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), docWait)
 	defer cancel()
-	if err := b.update(ctx, func(doc *quotaDoc) { l.giveBack(doc, false) }); err != nil {
-		b.faults.error("giving back unspent codes; they stay counted as spent", zap.String("app", b.appID), zap.Error(err))
+	if err := b.update(ctx, func(doc *Doc) { l.giveBack(doc, false) }); err != nil {
+		b.faults.Error("giving back unspent codes; they stay counted as spent", zap.String("app", b.appID), zap.Error(err))
 	}
 	return nil
 }
 
 // permit is one code taken from a lease.
 type permit struct {
-	lease *capLease
+	lease *lease
 	start time.Time
 }
 
 // take spends one code of the lease, taking a new lease if none is left.
 // A cap known to be spent or full is answered from memory, without a lock.
-func (l *capLease) take(ctx context.Context) (permit, error) {
+func (l *lease) take(ctx context.Context) (permit, error) {
 	per := time.Duration(l.cap.Per)
 	l.mu.Lock()
 	for {
@@ -129,30 +127,30 @@ func (l *capLease) take(ctx context.Context) (permit, error) {
 				l.startRefill()
 			}
 			l.mu.Unlock()
-			return permit{}, spentProblem(l.cap)
+			return permit{}, &SpentError{Cap: l.cap}
 		}
 		if per != 0 && now.Before(l.fullUntil) {
 			l.mu.Unlock()
-			return permit{}, fullProblem(l.cap, l.fullUntil.Sub(now))
+			return permit{}, &FullError{Cap: l.cap, RetryAfter: l.fullUntil.Sub(now)}
 		}
 		ch := l.startRefill()
 		l.mu.Unlock()
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return permit{}, fmt.Errorf("%w: %w", errCapsUnavailable, ctx.Err())
+			return permit{}, fmt.Errorf("%w: %w", ErrUnavailable, ctx.Err())
 		}
 		l.mu.Lock()
 		if l.avail == 0 && l.err != nil {
 			l.mu.Unlock()
-			return permit{}, errCapsUnavailable
+			return permit{}, ErrUnavailable
 		}
 	}
 }
 
 // put gives back a code whose call WeChat refused, unless its window is
 // over.
-func (l *capLease) put(p permit) {
+func (l *lease) put(p permit) {
 	l.mu.Lock()
 	if l.cap.Per == 0 || p.start.Equal(l.start) {
 		l.avail++
@@ -162,7 +160,7 @@ func (l *capLease) put(p permit) {
 
 // startRefill takes the next lease in the background, unless one is being
 // taken, and returns what closes when it is in. l.mu is held.
-func (l *capLease) startRefill() chan struct{} {
+func (l *lease) startRefill() chan struct{} {
 	if l.refilling == nil {
 		l.refilling = make(chan struct{})
 		go l.refill()
@@ -170,14 +168,14 @@ func (l *capLease) startRefill() chan struct{} {
 	return l.refilling
 }
 
-func (l *capLease) refill() {
+func (l *lease) refill() {
 	ctx, cancel := context.WithTimeout(context.Background(), docWait)
 	defer cancel()
 	per := time.Duration(l.cap.Per)
 	var n int
 	var now, start, fullUntil time.Time
 	spent := false
-	err := l.book.update(ctx, func(doc *quotaDoc) {
+	err := l.book.update(ctx, func(doc *Doc) {
 		now = l.book.now()
 		if per == 0 {
 			t := doc.total()
@@ -198,7 +196,7 @@ func (l *capLease) refill() {
 		}
 	})
 	if err != nil {
-		l.book.faults.error("leasing codes of a cap", zap.String("app", l.book.appID), zap.Error(err))
+		l.book.faults.Error("leasing codes of a cap", zap.String("app", l.book.appID), zap.Error(err))
 		n = 0
 	}
 	l.mu.Lock()
@@ -228,7 +226,7 @@ func (l *capLease) refill() {
 
 // idle reports whether the lease holds codes it did not spend since the
 // last call, and starts a new period.
-func (l *capLease) idle() bool {
+func (l *lease) idle() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	idle := !l.used && l.avail > 0 && l.refilling == nil
@@ -238,7 +236,7 @@ func (l *capLease) idle() bool {
 
 // giveBack returns the unspent codes to the document; with onlyIdle, only
 // if none was spent since idle said so.
-func (l *capLease) giveBack(doc *quotaDoc, onlyIdle bool) {
+func (l *lease) giveBack(doc *Doc, onlyIdle bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.avail == 0 || (onlyIdle && l.used) {
@@ -251,99 +249,4 @@ func (l *capLease) giveBack(doc *quotaDoc, onlyIdle bool) {
 		w.Count = max(0, w.Count-l.avail)
 	}
 	l.avail = 0
-}
-
-func spentProblem(c Cap) *problem {
-	return localProblem(http.StatusForbidden, codeBudgetSpent,
-		fmt.Sprintf("wxqrcode: the budget of %d new codes is spent", c.Codes))
-}
-
-func fullProblem(c Cap, retryAfter time.Duration) *problem {
-	p := localProblem(http.StatusTooManyRequests, codeRateCapped,
-		fmt.Sprintf("wxqrcode: %d new codes per %s reached", c.Codes, time.Duration(c.Per)))
-	p.retryAfter = retryAfter
-	return p
-}
-
-// quota is a handler's share of its document: the leases of its caps.
-type quota struct {
-	book   *book
-	leases []*capLease
-	// budget says a total lease counts the handler's codes.
-	budget bool
-	// keys are what the handler holds in the pools.
-	bookKey   string
-	leaseKeys []string
-}
-
-// openQuota takes the book and leases of a handler from the pools.
-func openQuota(b func() *book, bookKey string, caps []Cap) (*quota, error) {
-	pooled, _, err := bookPool.LoadOrNew(bookKey, func() (caddy.Destructor, error) {
-		bk := b()
-		bk.start()
-		return bk, nil
-	})
-	if err != nil {
-		return nil, err
-	}
-	q := &quota{book: pooled.(*book), bookKey: bookKey}
-	for _, c := range caps {
-		if c.By != "" {
-			continue
-		}
-		key := bookKey + "|" + time.Duration(c.Per).String() + "|" + strconv.Itoa(c.Codes)
-		l, _, err := leasePool.LoadOrNew(key, func() (caddy.Destructor, error) { return newLease(q.book, c), nil })
-		if err != nil {
-			q.close()
-			return nil, err
-		}
-		q.leaseKeys = append(q.leaseKeys, key)
-		q.leases = append(q.leases, l.(*capLease))
-		q.budget = q.budget || c.Per == 0
-	}
-	return q, nil
-}
-
-// close lets go of the leases, then of the book.
-func (q *quota) close() {
-	for _, k := range q.leaseKeys {
-		_, _ = leasePool.Delete(k)
-	}
-	_, _ = bookPool.Delete(q.bookKey)
-}
-
-// reservation is one code taken from each cap.
-type reservation []permit
-
-// reserve takes a code from every cap, or returns the problem of the
-// first cap that has none, giving back what it took. It is done before
-// the call, so concurrent misses cannot overspend.
-func (q *quota) reserve(ctx context.Context) (reservation, error) {
-	var r reservation
-	for _, l := range q.leases {
-		p, err := l.take(ctx)
-		if err != nil {
-			q.release(r)
-			return nil, err
-		}
-		r = append(r, p)
-	}
-	return r, nil
-}
-
-// release gives back a reservation whose call WeChat refused.
-func (q *quota) release(r reservation) {
-	for _, p := range r {
-		p.lease.put(p)
-	}
-}
-
-// spent counts a code WeChat generated, or a call whose outcome is unknown,
-// with WeChat's Num-Used if it sent one (numUsed >= 0). It is written with
-// the book's next flush.
-func (q *quota) spent(numUsed int) {
-	q.book.counted(q.budget)
-	if numUsed >= 0 {
-		q.book.sawNumUsed(numUsed)
-	}
 }
