@@ -1,14 +1,19 @@
 package wxqrcode_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"image"
+	"image/jpeg"
 	"net/http"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/caddyserver/certmagic"
+
+	"github.com/wxqrcode/caddy-wxqrcode/wechat/wechattest"
 )
 
 // max_stored bounds the codes a route keeps in its storage, removing the
@@ -92,6 +97,13 @@ func TestExpiredTemporaryRemoved(t *testing.T) {
 // spread across both leaves exactly max_stored in the storage.
 func TestMaxStoredCluster(t *testing.T) {
 	fake := newFake(t)
+	// One small master for every code: what is counted is the storage,
+	// and drawing 100 real codes would load the machine, not the module.
+	var master bytes.Buffer
+	if err := jpeg.Encode(&master, image.NewGray(image.Rect(0, 0, 1280, 1280)), nil); err != nil {
+		t.Fatal(err)
+	}
+	fake.Inject(wechattest.PathUnlimited, wechattest.Fault{Body: master.Bytes(), ContentType: "image/jpeg"}, 0)
 	sites := startCluster(t, 2, wxBlock(fake, "/u/*", "api unlimited\nscene {path.1}\npage pages/item/item\ncap 1000 per 1m\nmax_stored 20"))
 	// The most codes seen in the storage at once, sampled during the
 	// burst under the ledger's lock, so that no code is removed during a
@@ -120,22 +132,28 @@ func TestMaxStoredCluster(t *testing.T) {
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	ok := 0
+	failures := map[string]int{}
 	for i := range 100 {
 		wg.Go(func() {
 			resp, err := http.Get(fmt.Sprintf("%s/u/c%d?width=1280", sites[i%2].url, i))
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					mu.Lock()
-					ok++
-					mu.Unlock()
-				}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				failures[err.Error()]++
+				return
+			}
+			body, _ := readAll(resp)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				ok++
+			} else {
+				failures[fmt.Sprintf("%d %s", resp.StatusCode, body)]++
 			}
 		})
 	}
 	wg.Wait()
 	if ok != 100 {
-		t.Fatalf("%d of 100 new codes served", ok)
+		t.Fatalf("%d of 100 new codes served; failures %v", ok, failures)
 	}
 	// Stores end just after their answers.
 	time.Sleep(500 * time.Millisecond)
