@@ -23,9 +23,6 @@ import (
 	"github.com/wxqrcode/caddy-wxqrcode/wechat"
 )
 
-// cachePrefix is where codes live in the storage.
-const cachePrefix = "wxqrcode/codes/"
-
 // entry is a cached code, ready to serve: its header values are made
 // once, so a hit hashes and formats nothing.
 type entry struct {
@@ -69,16 +66,12 @@ type codeCache struct {
 	storage certmagic.Storage
 }
 
-func storageKey(key string) string {
-	return cachePrefix + key[:2] + "/" + key
-}
-
 // errCorrupt marks a stored value that is not a whole entry.
 var errCorrupt = errors.New("corrupt cache entry")
 
 // load returns the entry for key, nil if there is none.
 func (c *codeCache) load(ctx context.Context, key string) (*entry, error) {
-	raw, err := c.storage.Load(ctx, storageKey(key))
+	raw, err := c.storage.Load(ctx, layout.code(key))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -146,7 +139,7 @@ func (c *codeCache) store(ctx context.Context, key, canonical string, e *entry) 
 	if err != nil {
 		return err
 	}
-	return c.storage.Store(ctx, storageKey(key), value)
+	return c.storage.Store(ctx, layout.code(key), value)
 }
 
 // encodeEntry is the value an entry is stored as: a JSON header line, then

@@ -260,7 +260,7 @@ func (h *Handler) fetch(ctx context.Context, cr *codeRequest, adm *admission) (*
 // corrupt entry is removed, to be fetched again. Without the lock, the
 // code is fetched all the same.
 func (h *Handler) lockCode(ctx context.Context, cr *codeRequest) (unlock func(), cached *entry) {
-	lock := storeLock{storage: h.cache.storage, name: cachePrefix + "lock/" + cr.key, faults: h.faults}
+	lock := storeLock{storage: h.cache.storage, name: layout.codeLock(cr.key), faults: h.faults}
 	// Wait longer than a holder may hold the lock, so as not to fetch the
 	// code again beside it.
 	unlock, err := lock.lock(ctx, h.lockHold()+lockMargin)
@@ -270,7 +270,7 @@ func (h *Handler) lockCode(ctx context.Context, cr *codeRequest) (unlock func(),
 	}
 	e, err := h.cache.load(ctx, cr.key)
 	if errors.Is(err, errCorrupt) {
-		if err := h.cache.storage.Delete(ctx, storageKey(cr.key)); err != nil {
+		if err := h.cache.storage.Delete(ctx, layout.code(cr.key)); err != nil {
 			h.faults.warn("removing a corrupt cache entry", zap.String("key", cr.key), zap.Error(err))
 		}
 	}

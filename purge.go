@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"path"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -210,8 +209,8 @@ func (adminAPI) handlePurge(w http.ResponseWriter, r *http.Request) error {
 func (st *store) purgeCode(ctx context.Context, canonical string) (stored bool, memory int, err error) {
 	key := cacheKey(canonical)
 	// Exists first: some storages delete a missing key without an error.
-	if st.storage.Exists(ctx, storageKey(key)) {
-		err = st.storage.Delete(ctx, storageKey(key))
+	if st.storage.Exists(ctx, layout.code(key)) {
+		err = st.storage.Delete(ctx, layout.code(key))
 		stored = err == nil
 		if err != nil {
 			err = fmt.Errorf("removing the code from the storage: %v", err)
@@ -232,15 +231,12 @@ func (st *store) purgeCode(ctx context.Context, canonical string) (stored bool, 
 // memory caches.
 func (st *store) purgeApp(ctx context.Context, appID string) purged {
 	res := purged{Storage: storageName(st.storage)}
-	keys, err := st.storage.List(ctx, strings.TrimSuffix(cachePrefix, "/"), true)
-	if err != nil && !isNotExist(err) {
+	keys, err := layout.codes(ctx, st.storage)
+	if err != nil {
 		res.Error = fmt.Sprintf("listing the codes: %v", err)
 	}
 	failed := 0
 	for _, key := range keys {
-		if len(path.Base(key)) != 64 {
-			continue // locks and other keys
-		}
 		raw, err := st.storage.Load(ctx, key)
 		if err != nil {
 			continue // gone since the listing

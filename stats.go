@@ -11,7 +11,6 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
-	"path"
 	"slices"
 	"strings"
 
@@ -120,16 +119,13 @@ type appCounted struct {
 // readStats reads the codes and counts in storage.
 func readStats(ctx context.Context, storage certmagic.Storage) storageStats {
 	st := storageStats{Storage: storageName(storage)}
-	keys, err := storage.List(ctx, strings.TrimSuffix(cachePrefix, "/"), true)
-	if err != nil && !isNotExist(err) {
+	keys, err := layout.codes(ctx, storage)
+	if err != nil {
 		st.Error = fmt.Sprintf("listing the codes: %v", err)
 		return st
 	}
 	codes := map[appCodes]int{} // by api and app
 	for _, key := range keys {
-		if len(path.Base(key)) != 64 {
-			continue // locks and other keys
-		}
 		raw, err := storage.Load(ctx, key)
 		if err != nil {
 			continue // gone since the listing
@@ -151,21 +147,20 @@ func readStats(ctx context.Context, storage certmagic.Storage) storageStats {
 		k.Codes = codes[k]
 		st.ByApp = append(st.ByApp, k)
 	}
-	docs, err := storage.List(ctx, "wxqrcode/quota", true)
-	if err != nil && !isNotExist(err) {
+	docs, err := layout.quotas(ctx, storage)
+	if err != nil {
 		st.Error = fmt.Sprintf("listing the counts: %v", err)
 		return st
 	}
-	slices.Sort(docs)
-	for _, key := range docs {
-		raw, err := storage.Load(ctx, key)
+	for _, q := range docs {
+		raw, err := storage.Load(ctx, q.key)
 		var doc quotaDoc
 		if err != nil || json.Unmarshal(raw, &doc) != nil {
 			continue
 		}
 		st.Generated = append(st.Generated, appCounted{
-			AppID:     path.Base(path.Dir(key)),
-			Group:     strings.TrimSuffix(path.Base(key), ".json"),
+			AppID:     q.appID,
+			Group:     q.group,
 			Generated: doc.Generated,
 			NumUsed:   doc.NumUsed,
 		})

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io/fs"
-	"strconv"
 	"sync"
 	"time"
 
@@ -35,9 +34,11 @@ const ledgerSegment = 256
 // be added go in together, one lock for all: a storage lock is slow to
 // take when others wait for it (file_system polls every second).
 type ledger struct {
-	storage certmagic.Storage
-	prefix  string
-	lock    storeLock
+	storage    certmagic.Storage
+	appID, api string
+	// name is the ledger's in logs.
+	name string
+	lock storeLock
 	now     func() time.Time
 	logger  *zap.Logger
 
@@ -89,8 +90,10 @@ type ledgerEntry struct {
 func newLedger(storage certmagic.Storage, appID, api string, faults *faultLog, logger *zap.Logger) *ledger {
 	return &ledger{
 		storage: storage,
-		prefix:  "wxqrcode/stored/" + appID + "/" + api + "/",
-		lock:    storeLock{storage: storage, name: "wxqrcode/locks/stored/" + appID + "/" + api, faults: faults},
+		appID:   appID,
+		api:     api,
+		name:    layout.ledger(appID, api),
+		lock:    storeLock{storage: storage, name: layout.ledgerLock(appID, api), faults: faults},
 		now:     func() time.Time { return expiryClock() },
 		logger:  logger,
 	}
@@ -135,7 +138,7 @@ func (l *ledger) commit() {
 			return
 		}
 		l.mu.Unlock()
-		_, err := protect(l.logger, l.prefix, func() (int, error) { return l.addBatch(context.Background(), batch) })
+		_, err := protect(l.logger, l.name, func() (int, error) { return l.addBatch(context.Background(), batch) })
 		for _, a := range batch {
 			switch {
 			case err != nil:
@@ -179,7 +182,7 @@ func (l *ledger) addBatch(ctx context.Context, batch []*ledgerAdd) (int, error) 
 		}
 		if removed > 0 {
 			l.logger.Debug("removed stored codes past max_stored or expired",
-				zap.String("ledger", l.prefix), zap.Int("removed", removed), zap.Int("max_stored", bound))
+				zap.String("ledger", l.name), zap.Int("removed", removed), zap.Int("max_stored", bound))
 		}
 		// The ledger first: a crash between the two leaves listed codes
 		// that are not stored, which the bound counts, never stored codes
@@ -190,7 +193,7 @@ func (l *ledger) addBatch(ctx context.Context, batch []*ledgerAdd) (int, error) 
 		for _, a := range batch {
 			if !a.dropped && a.value != nil {
 				_, a.err = protect(l.logger, a.entry.Key, func() (struct{}, error) {
-					return struct{}{}, l.storage.Store(ctx, storageKey(a.entry.Key), a.value)
+					return struct{}{}, l.storage.Store(ctx, layout.code(a.entry.Key), a.value)
 				})
 			}
 		}
@@ -232,7 +235,7 @@ func position(segment, index int) int { return segment*ledgerSegment + index }
 
 func (l *ledger) open(ctx context.Context) (*ledgerTx, error) {
 	t := &ledgerTx{ctx: ctx, l: l, docs: map[int]*ledgerDoc{}, dirty: map[int]bool{}}
-	raw, err := l.storage.Load(ctx, l.prefix+"head")
+	raw, err := l.storage.Load(ctx, layout.ledgerHead(l.appID, l.api))
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
@@ -245,7 +248,7 @@ func (l *ledger) open(ctx context.Context) (*ledgerTx, error) {
 	return t, nil
 }
 
-func (t *ledgerTx) docKey(n int) string { return t.l.prefix + "seg/" + strconv.Itoa(n) }
+func (t *ledgerTx) docKey(n int) string { return layout.ledgerSegment(t.l.appID, t.l.api, n) }
 
 // doc returns segment n, empty if it was never written.
 func (t *ledgerTx) doc(n int) (*ledgerDoc, error) {
@@ -311,7 +314,7 @@ func (t *ledgerTx) trim(max int) (int, error) {
 		if p := position(t.head.First, d.Off) - t.batchFrom; t.batch != nil && p >= 0 {
 			// Listed by this batch and not written yet: it never will be.
 			t.batch[p].dropped = true
-		} else if err := t.l.storage.Delete(t.ctx, storageKey(e.Key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		} else if err := t.l.storage.Delete(t.ctx, layout.code(e.Key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return removed, err
 		}
 		d.Off++
@@ -341,7 +344,7 @@ func (t *ledgerTx) write() error {
 	if err != nil {
 		return err
 	}
-	if err := t.l.storage.Store(t.ctx, t.l.prefix+"head", raw); err != nil {
+	if err := t.l.storage.Store(t.ctx, layout.ledgerHead(t.l.appID, t.l.api), raw); err != nil {
 		return err
 	}
 	for _, n := range t.gone {
@@ -400,7 +403,7 @@ func (h *Handler) startSweep() {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				_, _ = protect(h.logger, h.ledger.prefix, func() (int, error) {
+				_, _ = protect(h.logger, h.ledger.name, func() (int, error) {
 					n, err := h.ledger.sweep(ctx)
 					if err != nil {
 						h.faults.warn("removing expired codes", zap.Error(err))

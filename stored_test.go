@@ -71,7 +71,7 @@ func TestLedgerBatches(t *testing.T) {
 	// A batch larger than the bound drops its first codes, unwritten.
 	stored := 0
 	for i := range 64 {
-		if _, err := storage.FileStorage.Load(context.Background(), storageKey(cacheKey(fmt.Sprint(i)))); err == nil {
+		if _, err := storage.FileStorage.Load(context.Background(), layout.code(cacheKey(fmt.Sprint(i)))); err == nil {
 			stored++
 		}
 	}
@@ -124,12 +124,12 @@ func TestLedgerBound(t *testing.T) {
 		}
 	}
 	for i, k := range keys {
-		_, err := storage.FileStorage.Load(ctx, storageKey(k))
+		_, err := storage.FileStorage.Load(ctx, layout.code(k))
 		if kept := err == nil; kept != (i >= len(keys)-bound) {
 			t.Errorf("code %d kept %v, want only the last %d", i, kept, bound)
 		}
 	}
-	segs, err := storage.FileStorage.List(ctx, l.prefix+"seg", false)
+	segs, err := storage.FileStorage.List(ctx, l.name+"/seg", false)
 	if err != nil || len(segs) > bound/ledgerSegment+2 {
 		t.Errorf("%d segments (%v), want at most %d", len(segs), err, bound/ledgerSegment+2)
 	}
@@ -177,11 +177,11 @@ func TestLedgerExpired(t *testing.T) {
 		t.Fatalf("a store removed %d (%v), want the 2 expired since", n, err)
 	}
 	for i := range 5 {
-		if _, err := storage.Load(ctx, storageKey(cacheKey(fmt.Sprint(i)))); err == nil {
+		if _, err := storage.Load(ctx, layout.code(cacheKey(fmt.Sprint(i)))); err == nil {
 			t.Errorf("expired code %d still stored", i)
 		}
 	}
-	if !strings.HasPrefix(l.prefix, "wxqrcode/stored/") {
-		t.Errorf("ledger under %q", l.prefix)
+	if !strings.HasPrefix(l.name, "wxqrcode/stored/") {
+		t.Errorf("ledger under %q", l.name)
 	}
 }
