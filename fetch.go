@@ -28,7 +28,7 @@ func (h *Handler) sized(ctx context.Context, cr *codeRequest) (*entry, string, e
 	// A URL-encoded canonical has no #, so no master has this key.
 	key := cr.canonical + "#" + strconv.Itoa(cr.width)
 	if h.mem != nil {
-		if e, ok := h.mem.width(key); ok {
+		if e, ok := h.mem.width(key, h.clock.Now()); ok {
 			return e, outcomeMemoryHit, nil
 		}
 	}
@@ -67,7 +67,7 @@ func (h *Handler) sized(ctx context.Context, cr *codeRequest) (*entry, string, e
 func (h *Handler) renderWidth(ctx context.Context, cr *codeRequest, master *entry, key string) (*entry, error) {
 	if h.mem != nil {
 		// Rendered by a flight that ended since this request looked.
-		if e, ok := h.mem.width(key); ok {
+		if e, ok := h.mem.width(key, h.clock.Now()); ok {
 			return e, nil
 		}
 	}
@@ -99,12 +99,12 @@ func (h *Handler) renderWidth(ctx context.Context, cr *codeRequest, master *entr
 // for.
 func (h *Handler) lookup(ctx context.Context, cr *codeRequest) (*entry, string, error) {
 	if h.mem != nil {
-		if e, ok := h.mem.master(cr.canonical); ok {
+		if e, ok := h.mem.master(cr.canonical, h.clock.Now()); ok {
 			return e, outcomeMemoryHit, nil
 		}
 	}
 	cr.key = cacheKey(cr.canonical)
-	e, err := h.cache.load(ctx, cr.key)
+	e, err := h.cache.load(ctx, cr.key, h.clock.Now())
 	if err != nil {
 		// Asking again for a code that may be stored spends no budget:
 		// WeChat counts identical parameters once, and the master is
@@ -268,7 +268,7 @@ func (h *Handler) lockCode(ctx context.Context, cr *codeRequest) (unlock func(),
 		h.faults.warn("locking a cache entry; fetching without the lock", zap.String("key", cr.key), zap.Error(err))
 		return func() {}, nil
 	}
-	e, err := h.cache.load(ctx, cr.key)
+	e, err := h.cache.load(ctx, cr.key, h.clock.Now())
 	if errors.Is(err, errCorrupt) {
 		if err := h.cache.storage.Delete(ctx, layout.code(cr.key)); err != nil {
 			h.faults.warn("removing a corrupt cache entry", zap.String("key", cr.key), zap.Error(err))
@@ -307,7 +307,7 @@ func (h *Handler) ask(ctx context.Context, cr *codeRequest) (*wechat.Image, *ent
 		return img, nil, err
 	}
 	defer drawSlots.Release(1)
-	e, err := prepare(img)
+	e, err := prepare(img, h.clock.Now())
 	return img, e, err
 }
 

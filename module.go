@@ -219,6 +219,8 @@ type Handler struct {
 	inFlight *semaphore.Weighted
 	// waiting counts the requests waiting for new codes (maxWaiting).
 	waiting *atomic.Int64
+	// clock is the handler's time (clock.go).
+	clock   *handlerClock
 	mem     *memoryCache
 	memKey  string
 	storeID string
@@ -280,6 +282,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	h.clock = newClock()
 	h.cache = &codeCache{storage: storage}
 	h.storeID = h.storageID(ctx)
 	if err := h.openLedger(storage); err != nil {

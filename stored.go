@@ -37,10 +37,9 @@ type ledger struct {
 	storage    certmagic.Storage
 	appID, api string
 	// name is the ledger's in logs.
-	name string
-	lock storeLock
-	now     func() time.Time
-	logger  *zap.Logger
+	name   string
+	lock   storeLock
+	logger *zap.Logger
 
 	mu      sync.Mutex
 	waiting []*ledgerAdd
@@ -54,7 +53,10 @@ type ledgerAdd struct {
 	entry ledgerEntry
 	value []byte
 	max   int
-	done  chan error
+	// at is when the code is stored, by its handler's clock: what the
+	// expired codes are removed against.
+	at   time.Time
+	done chan error
 	// dropped says the bound removed the code as soon as it was listed.
 	dropped bool
 	// err is the code's own store's.
@@ -94,7 +96,6 @@ func newLedger(storage certmagic.Storage, appID, api string, faults *faultLog, l
 		api:     api,
 		name:    layout.ledger(appID, api),
 		lock:    storeLock{storage: storage, name: layout.ledgerLock(appID, api), faults: faults},
-		now:     func() time.Time { return expiryClock() },
 		logger:  logger,
 	}
 }
@@ -102,12 +103,13 @@ func newLedger(storage certmagic.Storage, appID, api string, faults *faultLog, l
 // ledgerWait bounds the wait for a ledger's lock.
 const ledgerWait = 30 * time.Second
 
-// add lists key as stored now, with the codes waiting beside it, removes
-// the oldest past the smallest of their bounds and the expired ones at
-// the head, and stores value under key: all under the storage's lock,
-// so that no instance removes a code between its listing and its write.
-func (l *ledger) add(ctx context.Context, key string, value []byte, expires time.Time, max int) error {
-	a := &ledgerAdd{entry: ledgerEntry{Key: key}, value: value, max: max, done: make(chan error, 1)}
+// add lists key as stored at now, with the codes waiting beside it,
+// removes the oldest past the smallest of their bounds and the expired
+// ones at the head, and stores value under key: all under the storage's
+// lock, so that no instance removes a code between its listing and its
+// write.
+func (l *ledger) add(ctx context.Context, key string, value []byte, expires time.Time, max int, now time.Time) error {
+	a := &ledgerAdd{entry: ledgerEntry{Key: key}, value: value, max: max, at: now, done: make(chan error, 1)}
 	if !expires.IsZero() {
 		a.entry.Expires = expires.Unix()
 	}
@@ -176,7 +178,8 @@ func (l *ledger) addBatch(ctx context.Context, batch []*ledgerAdd) (int, error) 
 			}
 			bound = min(bound, a.max)
 		}
-		removed, err := t.trim(bound)
+		// The codes expired by the time the last of the batch is stored.
+		removed, err := t.trim(bound, batch[len(batch)-1].at)
 		if err != nil {
 			return removed, err
 		}
@@ -201,14 +204,14 @@ func (l *ledger) addBatch(ctx context.Context, batch []*ledgerAdd) (int, error) 
 	})
 }
 
-// sweep removes the expired codes at the head.
-func (l *ledger) sweep(ctx context.Context) (int, error) {
+// sweep removes the codes at the head expired at now.
+func (l *ledger) sweep(ctx context.Context, now time.Time) (int, error) {
 	return lockedDo(ctx, l.lock, ledgerWait, nil, func() (int, error) {
 		t, err := l.open(ctx)
 		if err != nil {
 			return 0, err
 		}
-		removed, err := t.trim(int(^uint(0) >> 1))
+		removed, err := t.trim(int(^uint(0)>>1), now)
 		if err != nil {
 			return removed, err
 		}
@@ -288,9 +291,8 @@ func (t *ledgerTx) append(e ledgerEntry) error {
 }
 
 // trim removes codes from the head while there are more than max, or the
-// head's has expired.
-func (t *ledgerTx) trim(max int) (int, error) {
-	now := t.l.now().Unix()
+// head's has expired at now.
+func (t *ledgerTx) trim(max int, now time.Time) (int, error) {
 	removed := 0
 	for t.head.Count > 0 {
 		d, err := t.doc(t.head.First)
@@ -308,7 +310,7 @@ func (t *ledgerTx) trim(max int) (int, error) {
 			continue
 		}
 		e := d.Keys[d.Off]
-		if t.head.Count <= max && (e.Expires == 0 || e.Expires > now) {
+		if t.head.Count <= max && (e.Expires == 0 || e.Expires > now.Unix()) {
 			break
 		}
 		if p := position(t.head.First, d.Off) - t.batchFrom; t.batch != nil && p >= 0 {
@@ -362,7 +364,7 @@ func (t *ledgerTx) write() error {
 func (h *Handler) storeCode(ctx context.Context, cr *codeRequest, e *entry) {
 	value, err := encodeEntry(cr.canonical, e)
 	if err == nil {
-		err = h.ledger.add(ctx, cr.key, value, e.expires, h.maxStored)
+		err = h.ledger.add(ctx, cr.key, value, e.expires, h.maxStored, h.clock.Now())
 	}
 	switch {
 	case errors.Is(err, errDropped):
@@ -404,7 +406,7 @@ func (h *Handler) startSweep() {
 				return
 			case <-t.C:
 				_, _ = protect(h.logger, h.ledger.name, func() (int, error) {
-					n, err := h.ledger.sweep(ctx)
+					n, err := h.ledger.sweep(ctx, h.clock.Now())
 					if err != nil {
 						h.faults.warn("removing expired codes", zap.Error(err))
 					} else if n > 0 {
