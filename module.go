@@ -36,6 +36,13 @@ func init() {
 // request for a code asks WeChat; every later one, on any instance sharing
 // the storage and after restarts, is served from the cache.
 type Handler struct {
+	// Name names the handler for caddy wxqrcode sign, purge and prefetch
+	// (--name), which otherwise find it by matching a URL against the
+	// routes' matchers: a name reaches a handler whose route those cannot
+	// tell (handlers in front that rewrite or answer). Letters, digits,
+	// '.', '_' and '-'; unique in the config. Optional.
+	Name string `json:"name,omitempty"`
+
 	// AppID is the mini-program's appid. Global placeholders such as
 	// {env.WX_APPID} are resolved once at load. Required.
 	AppID string `json:"appid,omitempty"`

@@ -14,9 +14,6 @@ import (
 // ServeHTTP answers with the code image, or with a JSON error; with
 // errors caddy, it returns the error to Caddy instead.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
-	if h.probed(r) {
-		return nil
-	}
 	// Every answer is an image or JSON of its stated type, never a page.
 	w.Header()["X-Content-Type-Options"] = []string{"nosniff"}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
