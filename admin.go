@@ -20,11 +20,8 @@ func init() {
 
 // adminAPI serves the caddy wxqrcode commands from the running Caddy's
 // admin endpoint, so that they see the config as it runs: its routes, its
-// resolved credentials and keys, its storages.
-//
-//	POST /wxqrcode/sign   {"urls": [...]} → {"results": [signResult...]}
-//	GET  /wxqrcode/stats  → {"storages": [storageStats...]}
-//	POST /wxqrcode/purge  {"urls": [...]} or {"appid": ...} → purgeResponse
+// resolved credentials and keys, its storages. Its wire types are in
+// adminapi.go.
 type adminAPI struct{}
 
 // CaddyModule returns the Caddy module information.
@@ -44,21 +41,9 @@ func (a adminAPI) Routes() []caddy.AdminRoute {
 	}
 }
 
-// signRequest is the body of POST /wxqrcode/sign.
-type signRequest struct {
-	URLs []string `json:"urls"`
-}
-
-type signResponse struct {
-	Results []signResult `json:"results"`
-}
-
-// maxSignBatch bounds the URLs of one sign request; caddy wxqrcode
-// prefetch sends signBatch at a time.
-const maxSignBatch = 10000
-
-// handleSign runs each URL through the running config's routes with a
-// probe and answers with the signed URLs, or why each cannot be served.
+// handleSign resolves each URL as the wxqrcode handler that serves it
+// would (resolveURL) and answers with the signed URLs, or why each cannot
+// be served.
 func (adminAPI) handleSign(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodPost {
 		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: errors.New("method not allowed: POST a list of URLs")}
@@ -70,15 +55,33 @@ func (adminAPI) handleSign(w http.ResponseWriter, r *http.Request) error {
 	if len(req.URLs) > maxSignBatch {
 		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("at most %d URLs at once", maxSignBatch)}
 	}
+	if req.Name != "" && !validName(req.Name) {
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New("name may hold only letters, digits, '.', '_' and '-'")}
+	}
 	app, err := runningHTTPApp()
 	if err != nil {
 		return caddy.APIError{HTTPStatus: http.StatusConflict, Err: err}
 	}
 	res := signResponse{Results: make([]signResult, len(req.URLs))}
 	for i, u := range req.URLs {
-		res.Results[i] = probeURL(r.Context(), app, u, r.RemoteAddr)
+		res.Results[i] = signResolved(app, u, req.Name)
 	}
 	return writeJSON(w, res)
+}
+
+// signResolved says what the handler that serves rawURL makes of it.
+func signResolved(app *caddyhttp.App, rawURL, name string) signResult {
+	res := signResult{URL: rawURL}
+	rs, why := resolveURL(app, rawURL, name)
+	switch {
+	case why != "":
+		res.Error = why
+	case rs.refused != nil:
+		res.Error, res.ErrCode = rs.refused.message, rs.refused.code
+	case rs.sig != "":
+		res.URL, res.Signed = withSig(rs.url, rs.sig).String(), true
+	}
+	return res
 }
 
 // runningHTTPApp is the http app of the running config.
@@ -88,10 +91,6 @@ func runningHTTPApp() (*caddyhttp.App, error) {
 		return nil, fmt.Errorf("the running config serves no HTTP: %v", err)
 	}
 	return app.(*caddyhttp.App), nil
-}
-
-type statsResponse struct {
-	Storages []storageStats `json:"storages"`
 }
 
 // handleStats reads the storage of every running wxqrcode handler, each
@@ -165,3 +164,77 @@ func runningStores() []*store {
 
 // Interface guards
 var _ caddy.AdminRouter = adminAPI{}
+
+// handlePurge removes the code each URL is served, or every code of an
+// app, from the storages and memory caches of the running handlers. It
+// leaves the counts of generated codes alone.
+func (adminAPI) handlePurge(w http.ResponseWriter, r *http.Request) error {
+	if r.Method != http.MethodPost {
+		return caddy.APIError{HTTPStatus: http.StatusMethodNotAllowed, Err: errors.New("method not allowed: POST the URLs or the appid to purge")}
+	}
+	var req purgeRequest
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 16<<20)).Decode(&req); err != nil {
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf(`want {"urls": [...]} or {"appid": ...}: %v`, err)}
+	}
+	switch {
+	case (len(req.URLs) > 0) == (req.AppID != ""):
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New(`want either {"urls": [...]} or {"appid": ...}`)}
+	case len(req.URLs) > maxSignBatch:
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: fmt.Errorf("at most %d URLs at once", maxSignBatch)}
+	case req.AppID != "" && !validAppID(req.AppID):
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New("appid may hold only letters, digits, _ and -")}
+	case req.AppID != "" && req.Name != "":
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New("name picks the handler of URLs: an appid's codes are purged from every storage")}
+	case req.Name != "" && !validName(req.Name):
+		return caddy.APIError{HTTPStatus: http.StatusBadRequest, Err: errors.New("name may hold only letters, digits, '.', '_' and '-'")}
+	}
+	if req.AppID != "" {
+		res := purgeResponse{Storages: []purged{}}
+		for _, st := range runningStores() {
+			res.Storages = append(res.Storages, st.purgeApp(r.Context(), req.AppID))
+		}
+		return writeJSON(w, res)
+	}
+	app, err := runningHTTPApp()
+	if err != nil {
+		return caddy.APIError{HTTPStatus: http.StatusConflict, Err: err}
+	}
+	stores := map[string]*store{}
+	for _, st := range runningStores() {
+		stores[st.id] = st
+	}
+	res := purgeResponse{Results: make([]purgeResult, len(req.URLs)), Storages: []purged{}}
+	totals := map[string]int{} // index in res.Storages by storage name
+	for i, u := range req.URLs {
+		pr := purgeResult{URL: u}
+		rs, why := resolveURL(app, u, req.Name)
+		switch {
+		case why != "":
+			pr.Error = why
+		case rs.refused != nil:
+			pr.Error, pr.ErrCode = rs.refused.message, rs.refused.code
+		case stores[rs.handler.storeID] == nil:
+			pr.Error = "the handler that serves it is being unloaded: try again"
+		default:
+			st := stores[rs.handler.storeID]
+			pr.Storage = storageName(st.storage)
+			var err error
+			pr.Stored, pr.Memory, err = st.purgeCode(r.Context(), rs.canonical)
+			if err != nil {
+				pr.Error = err.Error()
+			}
+			n, ok := totals[pr.Storage]
+			if !ok {
+				n = len(res.Storages)
+				totals[pr.Storage] = n
+				res.Storages = append(res.Storages, purged{Storage: pr.Storage})
+			}
+			if pr.Stored {
+				res.Storages[n].Codes++
+			}
+			res.Storages[n].Memory += pr.Memory
+		}
+		res.Results[i] = pr
+	}
+	return writeJSON(w, res)
+}

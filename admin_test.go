@@ -63,9 +63,10 @@ func wxcmd(t *testing.T, env []string, stdin string, args ...string) (stdout, st
 	return out.String(), errOut.String(), 0
 }
 
-// caddy wxqrcode sign asks the running Caddy, whose own routes find the
-// handler that serves each URL; the URLs it signs are accepted by that
-// Caddy, and the probe spends no call.
+// caddy wxqrcode sign asks the running Caddy, where the routes' matchers
+// find the handler that serves each URL, in any server whatever the
+// URL's port, or --name names it; the URLs it signs are accepted by that
+// Caddy, and signing spends no call.
 func TestSignThroughAdmin(t *testing.T) {
 	fake := newFake(t)
 	env := []string{signKeyEnv + "=" + signKey}
@@ -75,10 +76,12 @@ func TestSignThroughAdmin(t *testing.T) {
 		qrBlock(fake, "allow pages/*\n"+key+" "+oldSignKey)+
 		wxBlock(fake, "/open", "allow *\ncap 100000")+
 		"handle_path /p/* {\n\t"+wxBlock(fake, "", "api unlimited\nscene {path.0}\n"+key)+"}\n\t"+
-		"route /late/* {\n\trespond \"first\"\n\t"+wxBlock(fake, "", key)+"}\n\t"+
+		"route /late/* {\n\trespond \"first\"\n\t"+wxBlock(fake, "", "name late\n"+key)+"}\n\t"+
 		`respond /other "not a code"`, env...)
 
-	closed := fmt.Sprintf("http://127.0.0.1:%d/qr?path=pages/a", freePort(t))
+	// Signed for the route of its host and path, whatever its port: a
+	// proxy in front may listen where Caddy does not.
+	otherPort := fmt.Sprintf("http://127.0.0.1:%d/qr?path=pages/a", freePort(t))
 	urls := []string{
 		s.url + "/poster/A1B2C3.png",
 		s.url + "/qr?path=pages%2Findex%2Findex&width=300",
@@ -88,27 +91,31 @@ func TestSignThroughAdmin(t *testing.T) {
 		s.url + "/poster/has-dash.png",
 		s.url + "/qr?path=admin/index",
 		s.url + "/open?path=pages/a",
-		closed,
+		s.url + "/nothing",
+		otherPort,
 	}
 	stdout, stderr, status := wxcmd(t, nil, "", append([]string{"sign", "--address", s.admin}, urls...)...)
-	if status != 1 || !strings.Contains(stderr, "6 of 9 URLs not signed") {
-		t.Errorf("sign: exit status %d, want 1 saying 6 of 9 URLs not signed:\n%s", status, stderr)
+	if status != 1 || !strings.Contains(stderr, "6 of 10 URLs not signed") {
+		t.Errorf("sign: exit status %d, want 1 saying 6 of 10 URLs not signed:\n%s", status, stderr)
 	}
 	for _, want := range []string{
 		s.url + "/other: no wxqrcode handler serves it: the routes answer 200 first",
 		s.url + "/late/x?path=pages/a: no wxqrcode handler serves it: the routes answer 200 first",
-		s.url + "/poster/has-dash.png: no wxqrcode handler serves it",
+		s.url + "/poster/has-dash.png: no wxqrcode handler's route matches it; name one with --name",
 		s.url + "/qr?path=admin/index: wxqrcode: this path may not be generated here (see allow) (errcode 990403)",
 		s.url + "/open?path=pages/a: the wxqrcode route that serves it has no sign_key",
-		closed + ": no server of the running config listens on port",
+		s.url + "/nothing: no wxqrcode handler's route matches it; name one with --name",
 	} {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("sign's errors lack %q:\n%s", want, stderr)
 		}
 	}
 	signed := strings.Fields(stdout)
-	if len(signed) != 3 {
-		t.Fatalf("sign printed %d URLs, want 3:\n%s", len(signed), stdout)
+	if len(signed) != 4 {
+		t.Fatalf("sign printed %d URLs, want 4:\n%s", len(signed), stdout)
+	}
+	if want := strings.Replace(otherPort, "pages/a", "pages%2Fa", 1) + "&sig="; !strings.HasPrefix(signed[3], want) {
+		t.Errorf("signed %q for %q, want it signed for the /qr route", signed[3], otherPort)
 	}
 	if n := fake.CodeCalls(); n != 0 {
 		t.Errorf("signing made %d code calls, want none", n)
@@ -126,6 +133,17 @@ func TestSignThroughAdmin(t *testing.T) {
 	// A signature holds for its own code only.
 	resp, body := s.get(strings.Replace(strings.TrimPrefix(signed[0], s.url), "A1B2C3", "A1B2C4", 1))
 	assertError(t, resp, body, 403, 990412)
+
+	// --name reaches a handler that a respond before it hides from the
+	// matchers, and signs as that handler would; an unknown name says so.
+	stdout, stderr, status = wxcmd(t, nil, "", "sign", "--address", s.admin, "--name", "late", s.url+"/late/x?path=pages/a")
+	if status != 0 || !strings.HasPrefix(stdout, s.url+"/late/x?path=pages%2Fa&sig=") {
+		t.Errorf("sign --name late: exit status %d, printed %q\n%s", status, stdout, stderr)
+	}
+	_, stderr, status = wxcmd(t, nil, "", "sign", "--address", s.admin, "--name", "early", s.url+"/late/x?path=pages/a")
+	if status != 1 || !strings.Contains(stderr, `no wxqrcode handler is named "early" in the running config's routes`) {
+		t.Errorf("sign --name early: exit status %d\n%s", status, stderr)
+	}
 
 	// --config finds the admin endpoint in the config, as caddy stop does.
 	stdout, stderr, status = wxcmd(t, nil, "", "sign", "--config", s.config, urls[0])
@@ -153,9 +171,9 @@ func TestSignThroughAdmin(t *testing.T) {
 	}
 }
 
-// No request from the network is a probe, whatever it carries: a signed
-// route still wants its signature, an open one serves the code.
-func TestProbeNotFromNetwork(t *testing.T) {
+// No header of a request exempts it from anything: a signed route still
+// wants its signature, an open one serves the code.
+func TestNoHeaderExempts(t *testing.T) {
 	t.Setenv(signKeyEnv, signKey)
 	fake := newFake(t)
 	s := startSite(t, fake, "", qrBlock(fake, "sign_key {env."+signKeyEnv+"}")+wxBlock(fake, "/open", "allow pages/a"))

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/caddyserver/certmagic"
@@ -31,7 +32,7 @@ var benchImage = wechattest.RenderCode("pages/item/item?id=42", masterWidth, col
 // benchHandler is a handler as Provision leaves it, with one code cached,
 // and a request for it at width.
 func benchHandler(b *testing.B, memory bool, width int) (*Handler, *http.Request) {
-	h := &Handler{API: apiQRCode, AppID: "wx0123456789abcdef", logger: zap.NewNop()}
+	h := &Handler{API: apiQRCode, AppID: "wx0123456789abcdef", logger: zap.NewNop(), clock: newClock()}
 	h.resolveConfig()
 	h.cache = &codeCache{storage: &certmagic.FileStorage{Path: b.TempDir()}}
 	if memory {
@@ -46,7 +47,7 @@ func benchHandler(b *testing.B, memory bool, width int) (*Handler, *http.Request
 	if err != nil {
 		b.Fatal(err)
 	}
-	e, err := prepare(&fetched{data: benchImage, numUsed: -1})
+	e, err := prepare(&fetched{data: benchImage, numUsed: -1}, time.Now())
 	if err != nil {
 		b.Fatal(err)
 	}

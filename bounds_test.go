@@ -76,10 +76,10 @@ func storeNew(t *testing.T, s *site, uri string) {
 // Expired temporary codes are removed from the storage when the route
 // stores another.
 func TestExpiredTemporaryRemoved(t *testing.T) {
-	skew := skewClock(t)
 	fake := newFake(t)
 	dir := t.TempDir()
 	s := startSite(t, fake, dir, wxBlock(fake, "/oa", "api oa_temporary\nexpire 60s\ncap 100 per 1m"))
+	skew := skewClock(t, s)
 	for _, scene := range []string{"a", "b", "c"} {
 		resp, body := s.get("/oa?scene=" + scene)
 		assertOACode(t, resp, body, 430, fake.OAURL(scene, false))

@@ -23,9 +23,6 @@ import (
 	"github.com/wxqrcode/caddy-wxqrcode/wechat"
 )
 
-// cachePrefix is where codes live in the storage.
-const cachePrefix = "wxqrcode/codes/"
-
 // entry is a cached code, ready to serve: its header values are made
 // once, so a hit hashes and formats nothing.
 type entry struct {
@@ -69,16 +66,13 @@ type codeCache struct {
 	storage certmagic.Storage
 }
 
-func storageKey(key string) string {
-	return cachePrefix + key[:2] + "/" + key
-}
-
 // errCorrupt marks a stored value that is not a whole entry.
 var errCorrupt = errors.New("corrupt cache entry")
 
-// load returns the entry for key, nil if there is none.
-func (c *codeCache) load(ctx context.Context, key string) (*entry, error) {
-	raw, err := c.storage.Load(ctx, storageKey(key))
+// load returns the entry for key, nil if there is none or it is due for
+// renewal at now.
+func (c *codeCache) load(ctx context.Context, key string, now time.Time) (*entry, error) {
+	raw, err := c.storage.Load(ctx, layout.code(key))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -86,7 +80,7 @@ func (c *codeCache) load(ctx context.Context, key string) (*entry, error) {
 		return nil, err
 	}
 	e, err := decodeEntry(raw)
-	if e != nil && e.stale() {
+	if e != nil && e.stale(now) {
 		return nil, nil
 	}
 	return e, err
@@ -129,12 +123,12 @@ func newEntry(data []byte, contentType string, sum [sha256.Size]byte, stored tim
 // at most the master's width (a decompression bomb is refused by its
 // header, before any decoding), and makes it an entry stored now; it
 // refuses anything else, so nothing else is ever cached.
-func prepare(f *fetched) (*entry, error) {
+func prepare(f *fetched, now time.Time) (*entry, error) {
 	ct, err := imaging.Check(f.data, masterWidth)
 	if err != nil {
 		return nil, fmt.Errorf("refusing to cache the reply: %w", err)
 	}
-	e := newEntry(f.data, ct, sha256.Sum256(f.data), expiryClock().UTC().Truncate(time.Second))
+	e := newEntry(f.data, ct, sha256.Sum256(f.data), now.UTC().Truncate(time.Second))
 	e.content = f.content
 	e.setExpiry(f.expiry)
 	return e, nil
@@ -146,7 +140,7 @@ func (c *codeCache) store(ctx context.Context, key, canonical string, e *entry) 
 	if err != nil {
 		return err
 	}
-	return c.storage.Store(ctx, storageKey(key), value)
+	return c.storage.Store(ctx, layout.code(key), value)
 }
 
 // encodeEntry is the value an entry is stored as: a JSON header line, then
@@ -202,18 +196,20 @@ func newMemoryCache(maxBytes uint64) (*memoryCache, error) {
 }
 
 // master returns the master for canonical, unless it is a temporary
-// code due for renewal: the renewed code will replace it.
-func (m *memoryCache) master(canonical string) (*entry, bool) {
-	return fresh(m.masters.GetIfPresent(canonical))
+// code due for renewal at now: the renewed code will replace it.
+func (m *memoryCache) master(canonical string, now time.Time) (*entry, bool) {
+	e, ok := m.masters.GetIfPresent(canonical)
+	return fresh(e, ok, now)
 }
 
 // width returns a width rendered before, keyed canonical#width.
-func (m *memoryCache) width(key string) (*entry, bool) {
-	return fresh(m.widths.GetIfPresent(key))
+func (m *memoryCache) width(key string, now time.Time) (*entry, bool) {
+	e, ok := m.widths.GetIfPresent(key)
+	return fresh(e, ok, now)
 }
 
-func fresh(e *entry, ok bool) (*entry, bool) {
-	if ok && e.stale() {
+func fresh(e *entry, ok bool, now time.Time) (*entry, bool) {
+	if ok && e.stale(now) {
 		return nil, false
 	}
 	return e, ok

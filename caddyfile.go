@@ -36,6 +36,7 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
 //
 //	wxqrcode [<matcher>] {
+//	    name        <name>
 //	    appid       <appid>
 //	    secret      <secret>
 //	    api         qrcode|wxacode|unlimited|oa_temporary|oa_permanent
@@ -322,6 +323,8 @@ func (h *Handler) unmarshalOption(d *caddyfile.Dispenser, name string) (int, err
 // it is, or nil.
 func (h *Handler) stringOption(name string) *string {
 	switch name {
+	case "name":
+		return &h.Name
 	case "appid":
 		return &h.AppID
 	case "secret":

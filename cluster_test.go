@@ -87,7 +87,7 @@ func TestStaleLockOfCrashedInstance(t *testing.T) {
 	s, fake := qrSite(t, "allow *\ncap 100000")
 	canonical := url.Values{"api": {"qrcode"}, "appid": {testAppID}, "path": {"pages/crashed"}}.Encode()
 	sum := sha256.Sum256([]byte(canonical))
-	lock := certmagic.StorageKeys.Safe("wxqrcode/codes/lock/" + hex.EncodeToString(sum[:]))
+	lock := certmagic.StorageKeys.Safe("wxqrcode/locks/codes/" + hex.EncodeToString(sum[:]))
 	lockFile := filepath.Join(s.dir, "locks", lock+".lock")
 	if err := os.MkdirAll(filepath.Dir(lockFile), 0o700); err != nil {
 		t.Fatal(err)

@@ -48,6 +48,9 @@ func (h *Handler) checkConfig() error {
 	if h.AppID == "" {
 		return fmt.Errorf("appid is required: the mini-program's appid, or a placeholder such as {env.WX_APPID}")
 	}
+	if h.Name != "" && !validName(h.Name) {
+		return optionErr("name", fmt.Errorf("name may hold only letters, digits, '.', '_' and '-', not %q", h.Name))
+	}
 	api := cmp.Or(h.API, apiQRCode)
 	if err := h.checkValues(); err != nil {
 		return err

@@ -23,8 +23,8 @@ func TestDrawNobodyWaitsForDropped(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &Handler{logger: zap.NewNop(), mem: mem}
-	master, err := prepare(&fetched{data: wechattest.RenderCode("pages/a", masterWidth, color.NRGBA{A: 0xff}, false), numUsed: -1})
+	h := &Handler{logger: zap.NewNop(), mem: mem, clock: newClock()}
+	master, err := prepare(&fetched{data: wechattest.RenderCode("pages/a", masterWidth, color.NRGBA{A: 0xff}, false), numUsed: -1}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,13 +41,13 @@ func TestDrawNobodyWaitsForDropped(t *testing.T) {
 			t.Fatal("the draw never ended")
 		}
 	}
-	if _, ok := mem.width(cr.canonical + "#430"); ok {
+	if _, ok := mem.width(cr.canonical+"#430", time.Now()); ok {
 		t.Error("the width was rendered for nobody")
 	}
 	if _, _, err := h.sized(context.Background(), cr); err != nil {
 		t.Errorf("asked again: %v", err)
 	}
-	if _, ok := mem.width(cr.canonical + "#430"); !ok {
+	if _, ok := mem.width(cr.canonical+"#430", time.Now()); !ok {
 		t.Error("the width asked again was not rendered")
 	}
 }

@@ -30,7 +30,7 @@ func (h *Handler) sized(ctx context.Context, cr *codeRequest) (*entry, string, e
 	// A URL-encoded canonical has no #, so no master has this key.
 	key := cr.canonical + "#" + strconv.Itoa(cr.width)
 	if h.mem != nil {
-		if e, ok := h.mem.width(key); ok {
+		if e, ok := h.mem.width(key, h.clock.Now()); ok {
 			return e, outcomeMemoryHit, nil
 		}
 	}
@@ -69,7 +69,7 @@ func (h *Handler) sized(ctx context.Context, cr *codeRequest) (*entry, string, e
 func (h *Handler) renderWidth(ctx context.Context, cr *codeRequest, master *entry, key string) (*entry, error) {
 	if h.mem != nil {
 		// Rendered by a flight that ended since this request looked.
-		if e, ok := h.mem.width(key); ok {
+		if e, ok := h.mem.width(key, h.clock.Now()); ok {
 			return e, nil
 		}
 	}
@@ -101,11 +101,11 @@ func (h *Handler) renderWidth(ctx context.Context, cr *codeRequest, master *entr
 // for.
 func (h *Handler) lookup(ctx context.Context, cr *codeRequest) (*entry, string, error) {
 	if h.mem != nil {
-		if e, ok := h.mem.master(cr.canonical); ok {
+		if e, ok := h.mem.master(cr.canonical, h.clock.Now()); ok {
 			return e, outcomeMemoryHit, nil
 		}
 	}
-	e, err := h.cache.load(ctx, cr.key)
+	e, err := h.cache.load(ctx, cr.key, h.clock.Now())
 	if err != nil {
 		// Asking again for a code that may be stored spends no budget:
 		// WeChat counts identical parameters once, and the master is
@@ -261,7 +261,7 @@ func (h *Handler) fetch(ctx context.Context, cr *codeRequest, adm *admission) (*
 // corrupt entry is removed, to be fetched again. Without the lock, the
 // code is fetched all the same.
 func (h *Handler) lockCode(ctx context.Context, cr *codeRequest) (unlock func(), cached *entry) {
-	lock := storeLock{storage: h.cache.storage, name: cachePrefix + "lock/" + cr.key, faults: h.faults}
+	lock := storeLock{storage: h.cache.storage, name: layout.codeLock(cr.key), faults: h.faults}
 	// Wait longer than a holder may hold the lock, so as not to fetch the
 	// code again beside it.
 	unlock, err := lock.lock(ctx, h.lockHold()+lockMargin)
@@ -269,9 +269,9 @@ func (h *Handler) lockCode(ctx context.Context, cr *codeRequest) (unlock func(),
 		h.faults.warn("locking a cache entry; fetching without the lock", zap.String("key", cr.key), zap.Error(err))
 		return func() {}, nil
 	}
-	e, err := h.cache.load(ctx, cr.key)
+	e, err := h.cache.load(ctx, cr.key, h.clock.Now())
 	if errors.Is(err, errCorrupt) {
-		if err := h.cache.storage.Delete(ctx, storageKey(cr.key)); err != nil {
+		if err := h.cache.storage.Delete(ctx, layout.code(cr.key)); err != nil {
 			h.faults.warn("removing a corrupt cache entry", zap.String("key", cr.key), zap.Error(err))
 		}
 	}
@@ -327,7 +327,7 @@ func (h *Handler) ask(ctx context.Context, cr *codeRequest) (*fetched, *entry, e
 			return f, nil, err
 		}
 	}
-	e, err := prepare(f)
+	e, err := prepare(f, h.clock.Now())
 	return f, e, err
 }
 
@@ -354,7 +354,7 @@ func (h *Handler) call(ctx context.Context, cr *codeRequest) (*fetched, error) {
 // callOA asks qrcode.create for an official account's code: its url, to
 // draw it from, and its life.
 func (h *Handler) callOA(ctx context.Context, req *wechat.OACodeRequest) (*fetched, error) {
-	start := expiryClock()
+	start := h.clock.Now()
 	code, err := h.client.CreateOACode(ctx, req)
 	if err != nil {
 		return nil, err

@@ -32,6 +32,7 @@ func TestFetchesInFlightBounded(t *testing.T) {
 		inFlight: semaphore.NewWeighted(1),
 		waiting:  new(atomic.Int64),
 		capSet:   &caps.Set{},
+		clock:    newClock(),
 	}
 	if !h.inFlight.TryAcquire(1) { // the one slot, busy elsewhere
 		t.Fatal("slot taken")

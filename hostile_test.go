@@ -91,7 +91,7 @@ func TestHostileInput(t *testing.T) {
 // the storage: codes are named by their hashes.
 func assertStorageLayout(t *testing.T, dir string) {
 	t.Helper()
-	ok := regexp.MustCompile(`^(wxqrcode/codes/[0-9a-f]{2}/[0-9a-f]{64}|wxqrcode/quota/wx[0-9a-f]{16}/(limited|unlimited)\.json|wxqrcode/tokens/wx[0-9a-f]{16}/(stable|classic)\.json|wxqrcode/stored/wx[0-9a-f]{16}/(qrcode|wxacode|unlimited|oa_temporary|oa_permanent)/(head|seg/[0-9]+)|locks/.*\.lock|instance\.uuid|last_clean\.json)$`)
+	ok := regexp.MustCompile(`^(wxqrcode/codes/[0-9a-f]{2}/[0-9a-f]{64}|wxqrcode/quota/wx[0-9a-f]{16}/(limited|unlimited)\.json|wxqrcode/tokens/wx[0-9a-f]{16}/(stable|classic)\.json|wxqrcode/stored/wx[0-9a-f]{16}/(qrcode|wxacode|unlimited|oa_temporary|oa_permanent)/(head|seg/[0-9]+)|locks/wxqrcodelocks(codes[0-9a-f]{64}|tokenswx[0-9a-f]{16}(stable|classic)|storedwx[0-9a-f]{16}[a-z_]+|quotawx[0-9a-f]{16}[a-z_]+)\.lock|instance\.uuid|last_clean\.json)$`)
 	n := 0
 	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
 		if err != nil || d.IsDir() {

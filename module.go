@@ -37,6 +37,13 @@ func init() {
 // request for a code asks WeChat; every later one, on any instance sharing
 // the storage and after restarts, is served from the cache.
 type Handler struct {
+	// Name names the handler for caddy wxqrcode sign, purge and prefetch
+	// (--name), which otherwise find it by matching a URL against the
+	// routes' matchers: a name reaches a handler whose route those cannot
+	// tell (handlers in front that rewrite or answer). Letters, digits,
+	// '.', '_' and '-'; unique in the config. Optional.
+	Name string `json:"name,omitempty"`
+
 	// AppID is the mini-program's appid. Global placeholders such as
 	// {env.WX_APPID} are resolved once at load. Required.
 	AppID string `json:"appid,omitempty"`
@@ -217,6 +224,8 @@ type Handler struct {
 	inFlight *semaphore.Weighted
 	// waiting counts the requests waiting for new codes (maxWaiting).
 	waiting *atomic.Int64
+	// clock is the handler's time (clock.go).
+	clock   *handlerClock
 	mem     *memoryCache
 	memKey  string
 	storeID string
@@ -278,6 +287,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
+	h.clock = newClock()
 	h.cache = &codeCache{storage: storage}
 	h.storeID = h.storageID(ctx)
 	if err := h.openLedger(storage); err != nil {
@@ -308,16 +318,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 // Cap is a cap on new codes, as the config writes it.
 type Cap = caps.Cap
 
-// quotaDoc, groupLimited, groupOAPermanent and lifetimeBudget are what
-// caddy wxqrcode stats reads the caps' documents with.
-type quotaDoc = caps.Doc
-
-const (
-	groupLimited     = caps.GroupLimited
-	groupOAPermanent = caps.GroupOAPermanent
-	lifetimeBudget   = caps.LifetimeBudget
-)
-
 // openCaps takes the handler's counts: those of its app's document in the
 // storage, shared by the handlers of its api's group, and its per-visitor
 // caps.
@@ -332,8 +332,13 @@ func (h *Handler) openCaps(storage certmagic.Storage) error {
 		group = caps.GroupOAPermanent
 	}
 	var err error
-	h.capSet, err = caps.Open(storage, h.storeID, h.appID, group, h.Caps,
-		caps.Options{Logger: h.logger, Faults: capFaults{newFaultLog(h.logger)}})
+	h.capSet, err = caps.Open(storage, h.storeID, h.appID, group, h.Caps, caps.Options{
+		DocKey:  layout.quota(h.appID, group),
+		DocLock: layout.quotaLock(h.appID, group),
+		Now:     h.clock.Now,
+		Logger:  h.logger,
+		Faults:  capFaults{newFaultLog(h.logger)},
+	})
 	return err
 }
 

@@ -21,9 +21,6 @@ const (
 	apiOAPermanent = "oa_permanent"
 )
 
-// expiryClock is the time temporary codes are kept against; tests move it.
-var expiryClock = time.Now
-
 // maxRenewMargin bounds how long before its expiry a temporary code is
 // made anew, and renewShare is that margin as a share of the code's life:
 // a 30-day code is renewed an hour early, a 60-second one 6 seconds early,
@@ -119,16 +116,16 @@ func (e *entry) setExpiry(expires time.Time) {
 	e.expiresHeader = []string{e.renewAt.UTC().Format(http.TimeFormat)}
 }
 
-// stale reports whether e is a temporary code due for renewal.
-func (e *entry) stale() bool {
-	return !e.renewAt.IsZero() && !expiryClock().Before(e.renewAt)
+// stale reports whether e is a temporary code due for renewal at now.
+func (e *entry) stale(now time.Time) bool {
+	return !e.renewAt.IsZero() && !now.Before(e.renewAt)
 }
 
 // setFreshness sets Cache-Control, unless a header directive set one: a
 // code that never changes is immutable; a temporary one may be kept until
 // it is renewed, and no later, as Expires says too. scope is public or
 // private.
-func setFreshness(hdr http.Header, e *entry, scope string) {
+func setFreshness(hdr http.Header, e *entry, scope string, now time.Time) {
 	if _, ok := hdr["Cache-Control"]; ok {
 		return
 	}
@@ -136,7 +133,7 @@ func setFreshness(hdr http.Header, e *entry, scope string) {
 		hdr["Cache-Control"] = []string{scope + ", " + cacheControl}
 		return
 	}
-	left := max(0, e.renewAt.Sub(expiryClock())/time.Second)
+	left := max(0, e.renewAt.Sub(now)/time.Second)
 	hdr["Cache-Control"] = []string{scope + ", max-age=" + strconv.FormatInt(int64(left), 10)}
 	hdr["Expires"] = e.expiresHeader
 }

@@ -16,11 +16,11 @@ import (
 	"github.com/wxqrcode/caddy-wxqrcode/wechat/wechattest"
 )
 
-// skewClock moves the time temporary codes are kept against by the
+// skewClock moves the clock of the site's running handlers by the
 // returned offset, for the rest of the test.
-func skewClock(t *testing.T) *atomic.Int64 {
+func skewClock(t *testing.T, s *site) *atomic.Int64 {
 	var skew atomic.Int64
-	restore := wxqrcode.SetExpiryClock(func() time.Time { return time.Now().Add(time.Duration(skew.Load())) })
+	restore := wxqrcode.SetClock(s.fake.URL, func() time.Time { return time.Now().Add(time.Duration(skew.Load())) })
 	t.Cleanup(restore)
 	return &skew
 }
@@ -46,9 +46,9 @@ func maxAge(t *testing.T, resp *http.Response) time.Duration {
 func TestOATemporary(t *testing.T) {
 	for name, mem := range map[string]string{"memory": "", "storage": "memory_cache off"} {
 		t.Run(name, func(t *testing.T) {
-			skew := skewClock(t)
 			fake := newFake(t)
 			s := startSite(t, fake, "", wxBlock(fake, "/oa", "api oa_temporary\nexpire 60s\ncap 100 per 1m\n"+mem))
+			skew := skewClock(t, s)
 			calls := func() int { return fake.Calls(wechattest.PathOACode) }
 
 			start := time.Now()

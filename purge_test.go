@@ -25,7 +25,7 @@ func TestPurge(t *testing.T) {
 	fakes.all = append(fakes.all, other)
 	fakes.Unlock()
 	s := startAdminSite(t, fake, "", qrBlock(fake, "allow pages/*\ncap 100000")+
-		strings.Replace(wxBlock(other, "/o", "allow pages/*\ncap 100000"), "appid "+testAppID, "appid "+otherAppID, 1))
+		strings.Replace(wxBlock(other, "/o", "name other\nallow pages/*\ncap 100000"), "appid "+testAppID, "appid "+otherAppID, 1))
 
 	cacheStatus := func(uri string) string {
 		t.Helper()
@@ -79,9 +79,18 @@ func TestPurge(t *testing.T) {
 	stdout, stderr, status = wxcmd(t, nil, "", "purge", "--address", s.admin,
 		s.url+"/qr?path=pages/c", s.url+"/nothing", s.url+"/qr?path=admin/x")
 	if status != 1 || !strings.Contains(stdout, s.url+"/qr?path=pages/c: not cached") ||
-		!strings.Contains(stderr, s.url+"/nothing: no wxqrcode handler serves it") ||
+		!strings.Contains(stderr, s.url+"/nothing: no wxqrcode handler's route matches it; name one with --name") ||
 		!strings.Contains(stderr, "(errcode 990403)") || !strings.Contains(stderr, "2 of 3 URLs not purged") {
 		t.Errorf("purge of uncached and unserved URLs: exit status %d\n%s%s", status, stdout, stderr)
+	}
+	// --name picks the handler whatever the URL's route; not with --all.
+	stdout, stderr, status = wxcmd(t, nil, "", "purge", "--address", s.admin, "--name", "other", s.url+"/nothing?path=pages/z")
+	if status != 0 || !strings.Contains(stdout, s.url+"/nothing?path=pages/z: not cached") {
+		t.Errorf("purge --name other: exit status %d\n%s%s", status, stdout, stderr)
+	}
+	_, stderr, status = wxcmd(t, nil, "", "purge", "--address", s.admin, "--name", "other", "--appid", otherAppID, "--all")
+	if status == 0 || !strings.Contains(stderr, "--name picks the handler of URLs") {
+		t.Errorf("purge --name with --all: exit status %d\n%s", status, stderr)
 	}
 
 	// Every code of one app.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
@@ -13,9 +14,6 @@ import (
 // ServeHTTP answers with the code image, or with a JSON error; with
 // errors caddy, it returns the error to Caddy instead.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
-	if h.probed(r) {
-		return nil
-	}
 	// Every answer is an image or JSON of its stated type, never a page.
 	w.Header()["X-Content-Type-Options"] = []string{"nosniff"}
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -35,7 +33,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		return h.fail(w, cr, err)
 	}
 	w.Header()["Cache-Status"] = []string{cacheStatus[outcome]}
-	countRequest(outcome, serveEntry(w, r, e, h.cacheScope))
+	countRequest(outcome, serveEntry(w, r, e, h.cacheScope, h.clock.Now()))
 	return nil
 }
 
@@ -94,16 +92,17 @@ func (h *Handler) fail(w http.ResponseWriter, cr *codeRequest, err error) error 
 // unless a header directive set one: a code never changes.
 const cacheControl = "max-age=31536000, immutable"
 
-// serveEntry writes the image like a static file and returns the status.
+// serveEntry writes the image like a static file, fresh for as long as it
+// is at now, and returns the status.
 // A plain GET or HEAD gets the prepared headers and the bytes; conditional
 // and range requests go through http.ServeContent.
-func serveEntry(w http.ResponseWriter, r *http.Request, e *entry, scope string) int {
+func serveEntry(w http.ResponseWriter, r *http.Request, e *entry, scope string, now time.Time) int {
 	hdr := w.Header()
 	hdr["Content-Type"] = []string{e.contentType}
 	hdr["Etag"] = []string{e.etag}
 	// Ranges work (http.ServeContent below), so say so, as file_server does.
 	hdr["Accept-Ranges"] = []string{"bytes"}
-	setFreshness(hdr, e, scope)
+	setFreshness(hdr, e, scope, now)
 	if r.Header.Get("Range") != "" || r.Header.Get("If-None-Match") != "" || r.Header.Get("If-Modified-Since") != "" ||
 		r.Header.Get("If-Match") != "" || r.Header.Get("If-Unmodified-Since") != "" {
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}

@@ -89,7 +89,7 @@ func (s faulty) Delete(ctx context.Context, key string) error {
 }
 
 func (s faulty) Lock(ctx context.Context, name string) error {
-	if lockPanics.Load() && strings.HasPrefix(name, "wxqrcode/codes/") {
+	if lockPanics.Load() && strings.HasPrefix(name, "wxqrcode/locks/codes/") {
 		panic("injected panic locking " + name)
 	}
 	if err := broken(); err != nil {

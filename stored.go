@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io/fs"
-	"strconv"
 	"sync"
 	"time"
 
@@ -35,11 +34,12 @@ const ledgerSegment = 256
 // be added go in together, one lock for all: a storage lock is slow to
 // take when others wait for it (file_system polls every second).
 type ledger struct {
-	storage certmagic.Storage
-	prefix  string
-	lock    storeLock
-	now     func() time.Time
-	logger  *zap.Logger
+	storage    certmagic.Storage
+	appID, api string
+	// name is the ledger's in logs.
+	name   string
+	lock   storeLock
+	logger *zap.Logger
 
 	mu      sync.Mutex
 	waiting []*ledgerAdd
@@ -53,7 +53,10 @@ type ledgerAdd struct {
 	entry ledgerEntry
 	value []byte
 	max   int
-	done  chan error
+	// at is when the code is stored, by its handler's clock: what the
+	// expired codes are removed against.
+	at   time.Time
+	done chan error
 	// dropped says the bound removed the code as soon as it was listed.
 	dropped bool
 	// err is the code's own store's.
@@ -89,9 +92,10 @@ type ledgerEntry struct {
 func newLedger(storage certmagic.Storage, appID, api string, faults *faultLog, logger *zap.Logger) *ledger {
 	return &ledger{
 		storage: storage,
-		prefix:  "wxqrcode/stored/" + appID + "/" + api + "/",
-		lock:    storeLock{storage: storage, name: "wxqrcode/locks/stored/" + appID + "/" + api, faults: faults},
-		now:     func() time.Time { return expiryClock() },
+		appID:   appID,
+		api:     api,
+		name:    layout.ledger(appID, api),
+		lock:    storeLock{storage: storage, name: layout.ledgerLock(appID, api), faults: faults},
 		logger:  logger,
 	}
 }
@@ -99,12 +103,13 @@ func newLedger(storage certmagic.Storage, appID, api string, faults *faultLog, l
 // ledgerWait bounds the wait for a ledger's lock.
 const ledgerWait = 30 * time.Second
 
-// add lists key as stored now, with the codes waiting beside it, removes
-// the oldest past the smallest of their bounds and the expired ones at
-// the head, and stores value under key: all under the storage's lock,
-// so that no instance removes a code between its listing and its write.
-func (l *ledger) add(ctx context.Context, key string, value []byte, expires time.Time, max int) error {
-	a := &ledgerAdd{entry: ledgerEntry{Key: key}, value: value, max: max, done: make(chan error, 1)}
+// add lists key as stored at now, with the codes waiting beside it,
+// removes the oldest past the smallest of their bounds and the expired
+// ones at the head, and stores value under key: all under the storage's
+// lock, so that no instance removes a code between its listing and its
+// write.
+func (l *ledger) add(ctx context.Context, key string, value []byte, expires time.Time, max int, now time.Time) error {
+	a := &ledgerAdd{entry: ledgerEntry{Key: key}, value: value, max: max, at: now, done: make(chan error, 1)}
 	if !expires.IsZero() {
 		a.entry.Expires = expires.Unix()
 	}
@@ -135,7 +140,7 @@ func (l *ledger) commit() {
 			return
 		}
 		l.mu.Unlock()
-		_, err := protect(l.logger, l.prefix, func() (int, error) { return l.addBatch(context.Background(), batch) })
+		_, err := protect(l.logger, l.name, func() (int, error) { return l.addBatch(context.Background(), batch) })
 		for _, a := range batch {
 			switch {
 			case err != nil:
@@ -173,13 +178,14 @@ func (l *ledger) addBatch(ctx context.Context, batch []*ledgerAdd) (int, error) 
 			}
 			bound = min(bound, a.max)
 		}
-		removed, err := t.trim(bound)
+		// The codes expired by the time the last of the batch is stored.
+		removed, err := t.trim(bound, batch[len(batch)-1].at)
 		if err != nil {
 			return removed, err
 		}
 		if removed > 0 {
 			l.logger.Debug("removed stored codes past max_stored or expired",
-				zap.String("ledger", l.prefix), zap.Int("removed", removed), zap.Int("max_stored", bound))
+				zap.String("ledger", l.name), zap.Int("removed", removed), zap.Int("max_stored", bound))
 		}
 		// The ledger first: a crash between the two leaves listed codes
 		// that are not stored, which the bound counts, never stored codes
@@ -190,7 +196,7 @@ func (l *ledger) addBatch(ctx context.Context, batch []*ledgerAdd) (int, error) 
 		for _, a := range batch {
 			if !a.dropped && a.value != nil {
 				_, a.err = protect(l.logger, a.entry.Key, func() (struct{}, error) {
-					return struct{}{}, l.storage.Store(ctx, storageKey(a.entry.Key), a.value)
+					return struct{}{}, l.storage.Store(ctx, layout.code(a.entry.Key), a.value)
 				})
 			}
 		}
@@ -198,14 +204,14 @@ func (l *ledger) addBatch(ctx context.Context, batch []*ledgerAdd) (int, error) 
 	})
 }
 
-// sweep removes the expired codes at the head.
-func (l *ledger) sweep(ctx context.Context) (int, error) {
+// sweep removes the codes at the head expired at now.
+func (l *ledger) sweep(ctx context.Context, now time.Time) (int, error) {
 	return lockedDo(ctx, l.lock, ledgerWait, nil, func() (int, error) {
 		t, err := l.open(ctx)
 		if err != nil {
 			return 0, err
 		}
-		removed, err := t.trim(int(^uint(0) >> 1))
+		removed, err := t.trim(int(^uint(0)>>1), now)
 		if err != nil {
 			return removed, err
 		}
@@ -232,7 +238,7 @@ func position(segment, index int) int { return segment*ledgerSegment + index }
 
 func (l *ledger) open(ctx context.Context) (*ledgerTx, error) {
 	t := &ledgerTx{ctx: ctx, l: l, docs: map[int]*ledgerDoc{}, dirty: map[int]bool{}}
-	raw, err := l.storage.Load(ctx, l.prefix+"head")
+	raw, err := l.storage.Load(ctx, layout.ledgerHead(l.appID, l.api))
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 	case err != nil:
@@ -245,7 +251,7 @@ func (l *ledger) open(ctx context.Context) (*ledgerTx, error) {
 	return t, nil
 }
 
-func (t *ledgerTx) docKey(n int) string { return t.l.prefix + "seg/" + strconv.Itoa(n) }
+func (t *ledgerTx) docKey(n int) string { return layout.ledgerSegment(t.l.appID, t.l.api, n) }
 
 // doc returns segment n, empty if it was never written.
 func (t *ledgerTx) doc(n int) (*ledgerDoc, error) {
@@ -285,9 +291,8 @@ func (t *ledgerTx) append(e ledgerEntry) error {
 }
 
 // trim removes codes from the head while there are more than max, or the
-// head's has expired.
-func (t *ledgerTx) trim(max int) (int, error) {
-	now := t.l.now().Unix()
+// head's has expired at now.
+func (t *ledgerTx) trim(max int, now time.Time) (int, error) {
 	removed := 0
 	for t.head.Count > 0 {
 		d, err := t.doc(t.head.First)
@@ -305,13 +310,13 @@ func (t *ledgerTx) trim(max int) (int, error) {
 			continue
 		}
 		e := d.Keys[d.Off]
-		if t.head.Count <= max && (e.Expires == 0 || e.Expires > now) {
+		if t.head.Count <= max && (e.Expires == 0 || e.Expires > now.Unix()) {
 			break
 		}
 		if p := position(t.head.First, d.Off) - t.batchFrom; t.batch != nil && p >= 0 {
 			// Listed by this batch and not written yet: it never will be.
 			t.batch[p].dropped = true
-		} else if err := t.l.storage.Delete(t.ctx, storageKey(e.Key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		} else if err := t.l.storage.Delete(t.ctx, layout.code(e.Key)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return removed, err
 		}
 		d.Off++
@@ -341,7 +346,7 @@ func (t *ledgerTx) write() error {
 	if err != nil {
 		return err
 	}
-	if err := t.l.storage.Store(t.ctx, t.l.prefix+"head", raw); err != nil {
+	if err := t.l.storage.Store(t.ctx, layout.ledgerHead(t.l.appID, t.l.api), raw); err != nil {
 		return err
 	}
 	for _, n := range t.gone {
@@ -359,7 +364,7 @@ func (t *ledgerTx) write() error {
 func (h *Handler) storeCode(ctx context.Context, cr *codeRequest, e *entry) {
 	value, err := encodeEntry(cr.canonical, e)
 	if err == nil {
-		err = h.ledger.add(ctx, cr.key, value, e.expires, h.maxStored)
+		err = h.ledger.add(ctx, cr.key, value, e.expires, h.maxStored, h.clock.Now())
 	}
 	switch {
 	case errors.Is(err, errDropped):
@@ -400,8 +405,8 @@ func (h *Handler) startSweep() {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				_, _ = protect(h.logger, h.ledger.prefix, func() (int, error) {
-					n, err := h.ledger.sweep(ctx)
+				_, _ = protect(h.logger, h.ledger.name, func() (int, error) {
+					n, err := h.ledger.sweep(ctx, h.clock.Now())
 					if err != nil {
 						h.faults.warn("removing expired codes", zap.Error(err))
 					} else if n > 0 {

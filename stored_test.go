@@ -39,10 +39,10 @@ func (s *countingStorage) List(ctx context.Context, prefix string, recursive boo
 	panic("the ledger lists nothing")
 }
 
-// addOne adds one code as a batch of its own, and returns how many codes
-// it removed.
-func addOne(l *ledger, key string, expires time.Time, max int) (int, error) {
-	a := &ledgerAdd{entry: ledgerEntry{Key: key}, value: []byte("code"), max: max}
+// addOne adds one code, stored at now, as a batch of its own, and returns
+// how many codes it removed.
+func addOne(l *ledger, key string, expires time.Time, max int, now time.Time) (int, error) {
+	a := &ledgerAdd{entry: ledgerEntry{Key: key}, value: []byte("code"), max: max, at: now}
 	if !expires.IsZero() {
 		a.entry.Expires = expires.Unix()
 	}
@@ -59,7 +59,7 @@ func TestLedgerBatches(t *testing.T) {
 	var dropped atomic.Int64
 	for i := range 64 {
 		wg.Go(func() {
-			err := l.add(context.Background(), cacheKey(fmt.Sprint(i)), []byte("code"), time.Time{}, 50)
+			err := l.add(context.Background(), cacheKey(fmt.Sprint(i)), []byte("code"), time.Time{}, 50, time.Now())
 			if errors.Is(err, errDropped) {
 				dropped.Add(1)
 			} else if err != nil {
@@ -71,7 +71,7 @@ func TestLedgerBatches(t *testing.T) {
 	// A batch larger than the bound drops its first codes, unwritten.
 	stored := 0
 	for i := range 64 {
-		if _, err := storage.FileStorage.Load(context.Background(), storageKey(cacheKey(fmt.Sprint(i)))); err == nil {
+		if _, err := storage.FileStorage.Load(context.Background(), layout.code(cacheKey(fmt.Sprint(i)))); err == nil {
 			stored++
 		}
 	}
@@ -112,7 +112,7 @@ func TestLedgerBound(t *testing.T) {
 	for i := range keys {
 		keys[i] = cacheKey(fmt.Sprint(i))
 		before := storage.ops.Load()
-		removed, err := addOne(l, keys[i], time.Time{}, bound)
+		removed, err := addOne(l, keys[i], time.Time{}, bound, time.Now())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -124,12 +124,12 @@ func TestLedgerBound(t *testing.T) {
 		}
 	}
 	for i, k := range keys {
-		_, err := storage.FileStorage.Load(ctx, storageKey(k))
+		_, err := storage.FileStorage.Load(ctx, layout.code(k))
 		if kept := err == nil; kept != (i >= len(keys)-bound) {
 			t.Errorf("code %d kept %v, want only the last %d", i, kept, bound)
 		}
 	}
-	segs, err := storage.FileStorage.List(ctx, l.prefix+"seg", false)
+	segs, err := storage.FileStorage.List(ctx, l.name+"/seg", false)
 	if err != nil || len(segs) > bound/ledgerSegment+2 {
 		t.Errorf("%d segments (%v), want at most %d", len(segs), err, bound/ledgerSegment+2)
 	}
@@ -140,11 +140,11 @@ func TestLedgerBoundLowered(t *testing.T) {
 	t.Parallel()
 	l := newLedger(&certmagic.FileStorage{Path: t.TempDir()}, "wx1", apiUnlimited, newFaultLog(zap.NewNop()), zap.NewNop())
 	for i := range 10 {
-		if _, err := addOne(l, cacheKey(fmt.Sprint(i)), time.Time{}, 10); err != nil {
+		if _, err := addOne(l, cacheKey(fmt.Sprint(i)), time.Time{}, 10, time.Now()); err != nil {
 			t.Fatal(err)
 		}
 	}
-	removed, err := addOne(l, cacheKey("new"), time.Time{}, 3)
+	removed, err := addOne(l, cacheKey("new"), time.Time{}, 3, time.Now())
 	if err != nil || removed != 8 {
 		t.Fatalf("removed %d (%v), want 8", removed, err)
 	}
@@ -154,34 +154,32 @@ func TestLedgerBoundLowered(t *testing.T) {
 func TestLedgerExpired(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	var now atomic.Int64
-	now.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Unix())
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	storage := &certmagic.FileStorage{Path: t.TempDir()}
 	l := newLedger(storage, "wx1", apiOATemporary, newFaultLog(zap.NewNop()), zap.NewNop())
-	l.now = func() time.Time { return time.Unix(now.Load(), 0) }
 	for i := range 5 {
 		k := cacheKey(fmt.Sprint(i))
-		if _, err := addOne(l, k, l.now().Add(time.Duration(60+i)*time.Second), 100); err != nil {
+		if _, err := addOne(l, k, now.Add(time.Duration(60+i)*time.Second), 100, now); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if n, err := l.sweep(ctx); n != 0 || err != nil {
+	if n, err := l.sweep(ctx, now); n != 0 || err != nil {
 		t.Fatalf("swept %d (%v) before any expired", n, err)
 	}
-	now.Add(62)
-	if n, err := l.sweep(ctx); n != 3 || err != nil {
+	now = now.Add(62 * time.Second)
+	if n, err := l.sweep(ctx, now); n != 3 || err != nil {
 		t.Fatalf("swept %d (%v), want the 3 expired", n, err)
 	}
-	now.Add(100)
-	if n, err := addOne(l, cacheKey("new"), l.now().Add(time.Hour), 100); n != 2 || err != nil {
+	now = now.Add(100 * time.Second)
+	if n, err := addOne(l, cacheKey("new"), now.Add(time.Hour), 100, now); n != 2 || err != nil {
 		t.Fatalf("a store removed %d (%v), want the 2 expired since", n, err)
 	}
 	for i := range 5 {
-		if _, err := storage.Load(ctx, storageKey(cacheKey(fmt.Sprint(i)))); err == nil {
+		if _, err := storage.Load(ctx, layout.code(cacheKey(fmt.Sprint(i)))); err == nil {
 			t.Errorf("expired code %d still stored", i)
 		}
 	}
-	if !strings.HasPrefix(l.prefix, "wxqrcode/stored/") {
-		t.Errorf("ledger under %q", l.prefix)
+	if !strings.HasPrefix(l.name, "wxqrcode/stored/") {
+		t.Errorf("ledger under %q", l.name)
 	}
 }

@@ -57,7 +57,7 @@ func (h *Handler) openClient(storage certmagic.Storage) error {
 		}
 		h.tokKey = strings.Join([]string{h.apiBase, h.appID, h.token, digest(h.secret), h.storeID}, "|")
 		newSource = func() wechat.TokenSource {
-			return newSharedTokens(storage, "wxqrcode/tokens/"+h.appID+"/"+h.token+".json", src, h.faults)
+			return newSharedTokens(storage, h.appID, h.token, src, h.faults)
 		}
 	}
 	pooled, _, err := tokenPool.LoadOrNew(h.tokKey, func() (caddy.Destructor, error) {
@@ -95,17 +95,21 @@ func headerText(h http.Header) string {
 // instances from breaking each other.
 type sharedTokens struct {
 	storage certmagic.Storage
-	key     string
-	src     wechat.TokenSource
-	faults  *faultLog
-	now     func() time.Time
+	// key and lockName are the token's document and lock in the storage.
+	key, lockName string
+	src           wechat.TokenSource
+	faults        *faultLog
+	now           func() time.Time
 
 	mu      sync.Mutex
 	refused string // the token WeChat last refused here
 }
 
-func newSharedTokens(storage certmagic.Storage, key string, src wechat.TokenSource, faults *faultLog) *sharedTokens {
-	return &sharedTokens{storage: storage, key: key, src: src, faults: faults, now: time.Now}
+func newSharedTokens(storage certmagic.Storage, appID, mode string, src wechat.TokenSource, faults *faultLog) *sharedTokens {
+	return &sharedTokens{
+		storage: storage, key: layout.token(appID, mode), lockName: layout.tokenLock(appID, mode),
+		src: src, faults: faults, now: time.Now,
+	}
 }
 
 // tokenDoc is a token as the storage keeps it.
@@ -149,7 +153,7 @@ func (s *sharedTokens) load(ctx context.Context) *tokenDoc {
 }
 
 func (s *sharedTokens) lock() storeLock {
-	return storeLock{storage: s.storage, name: s.key, faults: s.faults}
+	return storeLock{storage: s.storage, name: s.lockName, faults: s.faults}
 }
 
 // Token returns the stored token, or fetches one under the storage's lock

@@ -24,7 +24,7 @@ func TestSharedTokenRefusedIsForceRefreshed(t *testing.T) {
 	storage := &certmagic.FileStorage{Path: t.TempDir()}
 	instance := func() *wechat.Client {
 		src := &wechat.StableTokenSource{Credentials: wechat.Credentials{BaseURL: fake.URL, AppID: "wx0123456789abcdef", Secret: "secret"}}
-		shared := newSharedTokens(storage, "wxqrcode/tokens/wx0123456789abcdef/stable.json", src, newFaultLog(zap.NewNop()))
+		shared := newSharedTokens(storage, "wx0123456789abcdef", tokenStable, src, newFaultLog(zap.NewNop()))
 		return &wechat.Client{BaseURL: fake.URL, Tokens: wechat.NewReuseTokenSource(shared)}
 	}
 	a, b := instance(), instance()
@@ -82,7 +82,7 @@ func TestSharedTokenExpiry(t *testing.T) {
 	storage := &certmagic.FileStorage{Path: t.TempDir()}
 	var instances []*sharedTokens
 	for range 2 {
-		s := newSharedTokens(storage, "wxqrcode/tokens/wx1/stable.json", src, newFaultLog(zap.NewNop()))
+		s := newSharedTokens(storage, "wx1", tokenStable, src, newFaultLog(zap.NewNop()))
 		s.now = c.now
 		instances = append(instances, s)
 	}

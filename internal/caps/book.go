@@ -85,9 +85,11 @@ type book struct {
 	storage certmagic.Storage
 	appID   string
 	group   string
-	logger  *zap.Logger
-	faults  Faults
-	now     func() time.Time
+	// docKey and docLock name the document and its lock in the storage.
+	docKey, docLock string
+	logger          *zap.Logger
+	faults          Faults
+	now             func() time.Time
 
 	mu sync.Mutex
 	// generated counts the codes not yet written; unleased those of them
@@ -110,7 +112,8 @@ var docLocks sync.Map // storage key -> *sync.Mutex
 
 func newBook(storage certmagic.Storage, appID, group string, opts Options) *book {
 	return &book{
-		storage: storage, appID: appID, group: group, logger: opts.Logger, faults: opts.Faults,
+		storage: storage, appID: appID, group: group, docKey: opts.DocKey, docLock: opts.DocLock,
+		logger: opts.Logger, faults: opts.Faults,
 		now: opts.Now, numUsed: -1, leases: map[*lease]bool{},
 	}
 }
@@ -143,9 +146,7 @@ func (b *book) Destruct() error {
 	return nil
 }
 
-func (b *book) key() string {
-	return "wxqrcode/quota/" + b.appID + "/" + b.group + ".json"
-}
+func (b *book) key() string { return b.docKey }
 
 // counted notes a code WeChat generated, or a call whose outcome is
 // unknown; leased says a total lease already counted it.
@@ -218,12 +219,12 @@ func (b *book) update(ctx context.Context, change func(*Doc)) error {
 func (b *book) lock(ctx context.Context) (unlock func(), err error) {
 	lctx, cancel := context.WithTimeout(ctx, docWait)
 	defer cancel()
-	if err := b.storage.Lock(lctx, b.key()); err != nil {
-		return nil, fmt.Errorf("cannot take the storage lock %s: %w", b.key(), err)
+	if err := b.storage.Lock(lctx, b.docLock); err != nil {
+		return nil, fmt.Errorf("cannot take the storage lock %s: %w", b.docLock, err)
 	}
 	return func() {
-		if err := b.storage.Unlock(context.WithoutCancel(ctx), b.key()); err != nil {
-			b.faults.Warn("unlocking a storage lock", zap.String("lock", b.key()), zap.Error(err))
+		if err := b.storage.Unlock(context.WithoutCancel(ctx), b.docLock); err != nil {
+			b.faults.Warn("unlocking a storage lock", zap.String("lock", b.docLock), zap.Error(err))
 		}
 	}, nil
 }

@@ -19,13 +19,19 @@ type clock struct {
 	t  time.Time
 }
 
+// testDoc and testLock name a test's document of counts and its lock.
+const (
+	testDoc  = "wxqrcode/quota/wx1/limited.json"
+	testLock = "wxqrcode/locks/quota/wx1/limited"
+)
+
 func (c *clock) now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *clock) set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
 
 // testBook is a book on the storage at dir, as one instance has it.
 func testBook(t *testing.T, dir string, now func() time.Time) *book {
 	t.Helper()
-	return newBook(&certmagic.FileStorage{Path: dir}, "wx1", GroupLimited, Options{Now: now, Logger: zap.NewNop(), Faults: zap.NewNop()})
+	return newBook(&certmagic.FileStorage{Path: dir}, "wx1", GroupLimited, Options{DocKey: testDoc, DocLock: testLock, Now: now, Logger: zap.NewNop(), Faults: zap.NewNop()})
 }
 
 // testLease is newLease for a test, which waits at its end for the lease
@@ -64,7 +70,7 @@ func takeAll(t *testing.T, l *lease) (int, error) {
 func TestQuotaWarnings(t *testing.T) {
 	t.Parallel()
 	core, logs := observer.New(zap.WarnLevel)
-	b := newBook(&certmagic.FileStorage{Path: t.TempDir()}, "wx1", GroupLimited, Options{Now: time.Now, Logger: zap.New(core), Faults: zap.NewNop()})
+	b := newBook(&certmagic.FileStorage{Path: t.TempDir()}, "wx1", GroupLimited, Options{DocKey: testDoc, DocLock: testLock, Now: time.Now, Logger: zap.New(core), Faults: zap.NewNop()})
 	ctx := context.Background()
 	if err := b.update(ctx, func(d *Doc) { d.Generated = 79998 }); err != nil {
 		t.Fatal(err)
@@ -104,7 +110,7 @@ func TestQuotaWarnings(t *testing.T) {
 // the counts stay pending for the next write.
 func TestQuotaStorageFault(t *testing.T) {
 	t.Parallel()
-	b := newBook(&certmagic.FileStorage{Path: t.TempDir() + "/\x00bad"}, "wx1", GroupLimited, Options{Now: time.Now, Logger: zap.NewNop(), Faults: zap.NewNop()})
+	b := newBook(&certmagic.FileStorage{Path: t.TempDir() + "/\x00bad"}, "wx1", GroupLimited, Options{DocKey: testDoc, DocLock: testLock, Now: time.Now, Logger: zap.NewNop(), Faults: zap.NewNop()})
 	b.counted(false)
 	b.flush(false)
 	if b.generated != 1 {

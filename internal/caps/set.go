@@ -2,6 +2,7 @@ package caps
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -20,6 +21,9 @@ type Faults interface {
 
 // Options are what Open takes besides the caps.
 type Options struct {
+	// DocKey and DocLock name the app's document of counts in the storage
+	// and the lock it is written under; both are required.
+	DocKey, DocLock string
 	// Now is the clock of windows and counts; nil means time.Now.
 	Now func() time.Time
 	// Logger gets the warnings about the lifetime budget; nil means none.
@@ -47,6 +51,9 @@ type Set struct {
 // of appID and group in storage, which storeID names, and a lease or a
 // per-visitor count for each cap. Close lets go of them.
 func Open(storage certmagic.Storage, storeID, appID, group string, caps []Cap, opts Options) (*Set, error) {
+	if opts.DocKey == "" || opts.DocLock == "" {
+		return nil, errors.New("caps: Options.DocKey and DocLock must name the document of counts and its lock")
+	}
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}

@@ -19,7 +19,7 @@ func TestSetReserveSettleClose(t *testing.T) {
 	clk := &clock{t: time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)}
 	storage := &certmagic.FileStorage{Path: t.TempDir()}
 	s, err := Open(storage, "test:"+t.Name(), "wx1", GroupLimited,
-		[]Cap{{Codes: 2}, {Codes: 5, Per: caddy.Duration(time.Hour)}}, Options{Now: clk.now})
+		[]Cap{{Codes: 2}, {Codes: 5, Per: caddy.Duration(time.Hour)}}, Options{DocKey: testDoc, DocLock: testLock, Now: clk.now})
 	if err != nil {
 		t.Fatal(err)
 	}

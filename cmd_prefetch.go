@@ -41,8 +41,10 @@ from which every width is drawn.
 
 For routes with sign_key, each URL is signed as caddy wxqrcode sign signs
 it, in batches:
-  --address <admin address>, or --config <file> [--adapter <name>]:
-      by the running Caddy, for the route that serves it;
+  --address <admin address>, or --config <file> [--adapter <name>],
+  and --name <handler>:
+      by the running Caddy, for the handler named --name or else the one
+      whose route's matchers match each URL;
   --appid <appid> [--api <api>] [--key-env <var>]:
       here, for a route with the default templates, with the key in the
       environment variable --key-env names (default WXQRCODE_SIGN_KEY).
@@ -102,6 +104,7 @@ Examples:
 	flags.Duration("max-wait", time.Minute, "the longest Retry-After of a cap to wait out")
 	flags.String("file", "", "the list, one value a line (default: standard input)")
 	addAdminFlags(c)
+	addNameFlag(c)
 	addOfflineFlags(c)
 	return c
 }
