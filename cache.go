@@ -70,8 +70,8 @@ type codeCache struct {
 var errCorrupt = errors.New("corrupt cache entry")
 
 // load returns the entry for key, nil if there is none or it is due for
-// renewal at now.
-func (c *codeCache) load(ctx context.Context, key string, now time.Time) (*entry, error) {
+// renewal by clock.
+func (c *codeCache) load(ctx context.Context, key string, clock *handlerClock) (*entry, error) {
 	raw, err := c.storage.Load(ctx, layout.code(key))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -80,7 +80,7 @@ func (c *codeCache) load(ctx context.Context, key string, now time.Time) (*entry
 		return nil, err
 	}
 	e, err := decodeEntry(raw)
-	if e != nil && e.stale(now) {
+	if e != nil && e.stale(clock) {
 		return nil, nil
 	}
 	return e, err
@@ -197,19 +197,19 @@ func newMemoryCache(maxBytes uint64) (*memoryCache, error) {
 
 // master returns the master for canonical, unless it is a temporary
 // code due for renewal at now: the renewed code will replace it.
-func (m *memoryCache) master(canonical string, now time.Time) (*entry, bool) {
+func (m *memoryCache) master(canonical string, clock *handlerClock) (*entry, bool) {
 	e, ok := m.masters.GetIfPresent(canonical)
-	return fresh(e, ok, now)
+	return fresh(e, ok, clock)
 }
 
 // width returns a width rendered before, keyed canonical#width.
-func (m *memoryCache) width(key string, now time.Time) (*entry, bool) {
+func (m *memoryCache) width(key string, clock *handlerClock) (*entry, bool) {
 	e, ok := m.widths.GetIfPresent(key)
-	return fresh(e, ok, now)
+	return fresh(e, ok, clock)
 }
 
-func fresh(e *entry, ok bool, now time.Time) (*entry, bool) {
-	if ok && e.stale(now) {
+func fresh(e *entry, ok bool, clock *handlerClock) (*entry, bool) {
+	if ok && e.stale(clock) {
 		return nil, false
 	}
 	return e, ok

@@ -41,13 +41,13 @@ func TestDrawNobodyWaitsForDropped(t *testing.T) {
 			t.Fatal("the draw never ended")
 		}
 	}
-	if _, ok := mem.width(cr.canonical+"#430", time.Now()); ok {
+	if _, ok := mem.width(cr.canonical+"#430", h.clock); ok {
 		t.Error("the width was rendered for nobody")
 	}
 	if _, _, err := h.sized(context.Background(), cr); err != nil {
 		t.Errorf("asked again: %v", err)
 	}
-	if _, ok := mem.width(cr.canonical+"#430", time.Now()); !ok {
+	if _, ok := mem.width(cr.canonical+"#430", h.clock); !ok {
 		t.Error("the width asked again was not rendered")
 	}
 }

@@ -30,7 +30,7 @@ func (h *Handler) sized(ctx context.Context, cr *codeRequest) (*entry, string, e
 	// A URL-encoded canonical has no #, so no master has this key.
 	key := cr.canonical + "#" + strconv.Itoa(cr.width)
 	if h.mem != nil {
-		if e, ok := h.mem.width(key, h.clock.Now()); ok {
+		if e, ok := h.mem.width(key, h.clock); ok {
 			return e, outcomeMemoryHit, nil
 		}
 	}
@@ -69,7 +69,7 @@ func (h *Handler) sized(ctx context.Context, cr *codeRequest) (*entry, string, e
 func (h *Handler) renderWidth(ctx context.Context, cr *codeRequest, master *entry, key string) (*entry, error) {
 	if h.mem != nil {
 		// Rendered by a flight that ended since this request looked.
-		if e, ok := h.mem.width(key, h.clock.Now()); ok {
+		if e, ok := h.mem.width(key, h.clock); ok {
 			return e, nil
 		}
 	}
@@ -101,11 +101,11 @@ func (h *Handler) renderWidth(ctx context.Context, cr *codeRequest, master *entr
 // for.
 func (h *Handler) lookup(ctx context.Context, cr *codeRequest) (*entry, string, error) {
 	if h.mem != nil {
-		if e, ok := h.mem.master(cr.canonical, h.clock.Now()); ok {
+		if e, ok := h.mem.master(cr.canonical, h.clock); ok {
 			return e, outcomeMemoryHit, nil
 		}
 	}
-	e, err := h.cache.load(ctx, cr.key, h.clock.Now())
+	e, err := h.cache.load(ctx, cr.key, h.clock)
 	if err != nil {
 		// Asking again for a code that may be stored spends no budget:
 		// WeChat counts identical parameters once, and the master is
@@ -269,7 +269,7 @@ func (h *Handler) lockCode(ctx context.Context, cr *codeRequest) (unlock func(),
 		h.faults.warn("locking a cache entry; fetching without the lock", zap.String("key", cr.key), zap.Error(err))
 		return func() {}, nil
 	}
-	e, err := h.cache.load(ctx, cr.key, h.clock.Now())
+	e, err := h.cache.load(ctx, cr.key, h.clock)
 	if errors.Is(err, errCorrupt) {
 		if err := h.cache.storage.Delete(ctx, layout.code(cr.key)); err != nil {
 			h.faults.warn("removing a corrupt cache entry", zap.String("key", cr.key), zap.Error(err))

@@ -117,15 +117,15 @@ func (e *entry) setExpiry(expires time.Time) {
 }
 
 // stale reports whether e is a temporary code due for renewal at now.
-func (e *entry) stale(now time.Time) bool {
-	return !e.renewAt.IsZero() && !now.Before(e.renewAt)
+func (e *entry) stale(clock *handlerClock) bool {
+	return !e.renewAt.IsZero() && !clock.Now().Before(e.renewAt)
 }
 
 // setFreshness sets Cache-Control, unless a header directive set one: a
 // code that never changes is immutable; a temporary one may be kept until
 // it is renewed, and no later, as Expires says too. scope is public or
 // private.
-func setFreshness(hdr http.Header, e *entry, scope string, now time.Time) {
+func setFreshness(hdr http.Header, e *entry, scope string, clock *handlerClock) {
 	if _, ok := hdr["Cache-Control"]; ok {
 		return
 	}
@@ -133,7 +133,7 @@ func setFreshness(hdr http.Header, e *entry, scope string, now time.Time) {
 		hdr["Cache-Control"] = []string{scope + ", " + cacheControl}
 		return
 	}
-	left := max(0, e.renewAt.Sub(now)/time.Second)
+	left := max(0, e.renewAt.Sub(clock.Now())/time.Second)
 	hdr["Cache-Control"] = []string{scope + ", max-age=" + strconv.FormatInt(int64(left), 10)}
 	hdr["Expires"] = e.expiresHeader
 }

@@ -44,16 +44,16 @@ func TestRenewMargin(t *testing.T) {
 		if want := e.renewAt.Format("Mon, 02 Jan 2006 15:04:05 GMT"); e.expiresHeader[0] != want {
 			t.Errorf("Expires %q, want %q", e.expiresHeader[0], want)
 		}
-		if e.stale(e.renewAt.Add(-time.Nanosecond)) {
+		if e.stale(clockAt(e.renewAt.Add(-time.Nanosecond))) {
 			t.Errorf("life %s: stale before its renewal", tt.life)
 		}
-		if !e.stale(e.renewAt) {
+		if !e.stale(clockAt(e.renewAt)) {
 			t.Errorf("life %s: not stale at its renewal", tt.life)
 		}
 	}
 	never := newEntry([]byte("x"), "image/png", sha256.Sum256([]byte("x")), stored)
 	never.setExpiry(time.Time{})
-	if never.stale(stored.Add(100*365*24*time.Hour)) || never.expiresHeader != nil {
+	if never.stale(clockAt(stored.Add(100*365*24*time.Hour))) || never.expiresHeader != nil {
 		t.Error("a code without expiry is stale or has Expires")
 	}
 }
@@ -87,4 +87,11 @@ func oaMaster(b *testing.B) *entry {
 	e := newEntry(data, "image/png", sha256.Sum256(data), time.Now())
 	e.content = testOAURL
 	return e
+}
+
+// clockAt is a clock stopped at t.
+func clockAt(t time.Time) *handlerClock {
+	c := newClock()
+	c.set(func() time.Time { return t })
+	return c
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
@@ -33,7 +32,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		return h.fail(w, cr, err)
 	}
 	w.Header()["Cache-Status"] = []string{cacheStatus[outcome]}
-	countRequest(outcome, serveEntry(w, r, e, h.cacheScope, h.clock.Now()))
+	countRequest(outcome, serveEntry(w, r, e, h.cacheScope, h.clock))
 	return nil
 }
 
@@ -96,13 +95,13 @@ const cacheControl = "max-age=31536000, immutable"
 // is at now, and returns the status.
 // A plain GET or HEAD gets the prepared headers and the bytes; conditional
 // and range requests go through http.ServeContent.
-func serveEntry(w http.ResponseWriter, r *http.Request, e *entry, scope string, now time.Time) int {
+func serveEntry(w http.ResponseWriter, r *http.Request, e *entry, scope string, clock *handlerClock) int {
 	hdr := w.Header()
 	hdr["Content-Type"] = []string{e.contentType}
 	hdr["Etag"] = []string{e.etag}
 	// Ranges work (http.ServeContent below), so say so, as file_server does.
 	hdr["Accept-Ranges"] = []string{"bytes"}
-	setFreshness(hdr, e, scope, now)
+	setFreshness(hdr, e, scope, clock)
 	if r.Header.Get("Range") != "" || r.Header.Get("If-None-Match") != "" || r.Header.Get("If-Modified-Since") != "" ||
 		r.Header.Get("If-Match") != "" || r.Header.Get("If-Unmodified-Since") != "" {
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
