@@ -44,6 +44,15 @@ type entry struct {
 	expires, renewAt time.Time
 	// expiresHeader is the Expires header of a temporary code.
 	expiresHeader []string
+	// header holds the values of the headers every answer with the entry
+	// sends, made once: a hit allocates none of them.
+	header entryHeader
+}
+
+// entryHeader is an entry's header values. Shared by every answer, so
+// never appended to (each has no room beyond its one value).
+type entryHeader struct {
+	contentType, etag, lastModified, length []string
 }
 
 // entryMeta heads each stored entry. It lets a reader check that what it
@@ -107,7 +116,7 @@ func newEntry(data []byte, contentType string, sum [sha256.Size]byte, stored tim
 	if cfg, _, err := image.DecodeConfig(bytes.NewReader(data)); err == nil {
 		width = cfg.Width
 	}
-	return &entry{
+	e := &entry{
 		data:         data,
 		contentType:  contentType,
 		etag:         `"` + hex.EncodeToString(sum[:16]) + `"`,
@@ -117,6 +126,13 @@ func newEntry(data []byte, contentType string, sum [sha256.Size]byte, stored tim
 		length:       strconv.Itoa(len(data)),
 		width:        width,
 	}
+	e.header = entryHeader{
+		contentType:  []string{e.contentType},
+		etag:         []string{e.etag},
+		lastModified: []string{e.lastModified},
+		length:       []string{e.length},
+	}
+	return e
 }
 
 // prepare checks that img is an image WeChat could have sent, whole and

@@ -130,7 +130,7 @@ func setFreshness(hdr http.Header, e *entry, scope string, clock *handlerClock) 
 		return
 	}
 	if e.renewAt.IsZero() {
-		hdr["Cache-Control"] = []string{scope + ", " + cacheControl}
+		hdr["Cache-Control"] = immutable[scope]
 		return
 	}
 	left := max(0, e.renewAt.Sub(clock.Now())/time.Second)

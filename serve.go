@@ -14,7 +14,7 @@ import (
 // errors caddy, it returns the error to Caddy instead.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	// Every answer is an image or JSON of its stated type, never a page.
-	w.Header()["X-Content-Type-Options"] = []string{"nosniff"}
+	w.Header()["X-Content-Type-Options"] = nosniff
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		return h.fail(w, nil, localProblem(http.StatusMethodNotAllowed, codeMethod, "wxqrcode: only GET and HEAD are allowed"))
@@ -31,19 +31,30 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	if err != nil {
 		return h.fail(w, cr, err)
 	}
-	w.Header()["Cache-Status"] = []string{cacheStatus[outcome]}
+	w.Header()["Cache-Status"] = cacheStatus[outcome]
 	countRequest(outcome, serveEntry(w, r, e, h.cacheScope, h.clock))
 	return nil
 }
 
 // cacheStatus says, as RFC 9211's Cache-Status header, where an answer
 // came from; caddy wxqrcode prefetch reads it.
-var cacheStatus = map[string]string{
-	outcomeMemoryHit:  "wxqrcode; hit; detail=memory",
-	outcomeStorageHit: "wxqrcode; hit; detail=storage",
-	outcomeRendered:   "wxqrcode; hit; detail=rendered",
-	outcomeMiss:       "wxqrcode; fwd=uri-miss; stored",
+var cacheStatus = map[string][]string{
+	outcomeMemoryHit:  {"wxqrcode; hit; detail=memory"},
+	outcomeStorageHit: {"wxqrcode; hit; detail=storage"},
+	outcomeRendered:   {"wxqrcode; hit; detail=rendered"},
+	outcomeMiss:       {"wxqrcode; fwd=uri-miss; stored"},
 }
+
+// Header values every answer shares, never appended to.
+var (
+	nosniff      = []string{"nosniff"}
+	acceptRanges = []string{"bytes"}
+	// immutable is Cache-Control by scope for a code that never changes.
+	immutable = map[string][]string{
+		"public":  {"public, " + cacheControl},
+		"private": {"private, " + cacheControl},
+	}
+)
 
 // fail logs err, an error or a *problem, and answers with its problem, or
 // with errors caddy returns it as a handler error for handle_errors.
@@ -97,10 +108,10 @@ const cacheControl = "max-age=31536000, immutable"
 // and range requests go through http.ServeContent.
 func serveEntry(w http.ResponseWriter, r *http.Request, e *entry, scope string, clock *handlerClock) int {
 	hdr := w.Header()
-	hdr["Content-Type"] = []string{e.contentType}
-	hdr["Etag"] = []string{e.etag}
+	hdr["Content-Type"] = e.header.contentType
+	hdr["Etag"] = e.header.etag
 	// Ranges work (http.ServeContent below), so say so, as file_server does.
-	hdr["Accept-Ranges"] = []string{"bytes"}
+	hdr["Accept-Ranges"] = acceptRanges
 	setFreshness(hdr, e, scope, clock)
 	if r.Header.Get("Range") != "" || r.Header.Get("If-None-Match") != "" || r.Header.Get("If-Modified-Since") != "" ||
 		r.Header.Get("If-Match") != "" || r.Header.Get("If-Unmodified-Since") != "" {
@@ -108,8 +119,8 @@ func serveEntry(w http.ResponseWriter, r *http.Request, e *entry, scope string, 
 		http.ServeContent(rec, r, "", e.stored, bytes.NewReader(e.data))
 		return rec.status
 	}
-	hdr["Last-Modified"] = []string{e.lastModified}
-	hdr["Content-Length"] = []string{e.length}
+	hdr["Last-Modified"] = e.header.lastModified
+	hdr["Content-Length"] = e.header.length
 	w.WriteHeader(http.StatusOK)
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(e.data)
