@@ -98,6 +98,9 @@ func (h *Handler) checkDrawing(api string) error {
 	if api != apiLink {
 		return nil
 	}
+	if len(h.Caps) > 0 {
+		return optionErr("cap", fmt.Errorf("cap does not apply to api link: its codes are drawn here and spend nothing at WeChat"))
+	}
 	if h.URL == "" {
 		return fmt.Errorf("api link needs url: the URL the code holds, such as 'url https://shop.example.com/q/item/{query.id}'")
 	}
