@@ -183,7 +183,7 @@ func (h *Handler) provisionLink(ctx caddy.Context) error {
 // memory, else drawn now, once however many requests wait, through the
 // draws' bound.
 func (h *Handler) drawn(ctx context.Context, cr *codeRequest) (*entry, string, error) {
-	key := cr.canonical + "#" + strconv.Itoa(cr.width)
+	key := cr.canonical + "#" + strconv.Itoa(cr.width) + h.style.suffix()
 	if h.mem != nil {
 		if e, ok := h.mem.width(key, h.clock); ok {
 			return e, outcomeMemoryHit, nil

@@ -107,8 +107,9 @@ func TestLinkSVGAndLevel(t *testing.T) {
 	if got := resp.Header.Get("Cache-Control"); got != "public, max-age=31536000, immutable" || !strings.HasPrefix(resp.Header.Get("ETag"), `"`) {
 		t.Errorf("Cache-Control %q, ETag %q", got, resp.Header.Get("ETag"))
 	}
-	resp, body = s.get("/h?id=42")
-	assertImage(t, resp, body, "image/png", 430)
+	// The same code at the same width, in another style: drawn anew.
+	resp, body = s.get("/h?id=42&width=280")
+	assertImage(t, resp, body, "image/png", 280)
 	if got, err := wxqrcode.ScanCode(body); got != "https://shop.example.com/q/item/42" {
 		t.Errorf("level H scans as %q (%v)", got, err)
 	}
