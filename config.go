@@ -295,7 +295,7 @@ func (h *Handler) resolveConfig() {
 	h.scene = cmp.Or(h.Scene, defaultScene)
 	h.width = cmp.Or(h.Width, defaultWidth)
 	h.maxStored = cmp.Or(h.MaxStored, DefaultMaxStored)
-	h.resolveStyle()
+	h.resolveDrawing()
 	// A rotation key whose placeholder is unset is left out, so that a
 	// config can name the old key's variable outside a rotation; the first
 	// key signs and must be set (Validate).

@@ -68,11 +68,15 @@ func (s drawStyle) draw(content string, width int) (data []byte, contentType str
 	return data, "image/png", err
 }
 
-// resolveStyle reads format and level, checked by checkDrawing.
-func (h *Handler) resolveStyle() {
+// resolveDrawing reads format, level and the site of a link's url, which
+// checkDrawing checked.
+func (h *Handler) resolveDrawing() {
 	h.style = drawStyle{svg: h.Format == formatSVG}
 	if h.Level != "" {
 		h.style.level, _ = imaging.ParseLevel(h.Level)
+	}
+	if h.URL != "" {
+		h.linkScheme, h.linkHost, _ = linkOrigin(h.URL)
 	}
 }
 
@@ -165,10 +169,6 @@ func (h *Handler) resolveLink(cr *codeRequest, resolved string, ps params) (para
 // provisionLink opens what a link route uses: no storage, token or
 // counts, as nothing is asked of WeChat or stored.
 func (h *Handler) provisionLink(ctx caddy.Context) error {
-	var err error
-	if h.linkScheme, h.linkHost, err = linkOrigin(h.URL); err != nil {
-		return err
-	}
 	h.clock = newClock()
 	// Link codes of every storage share one memory cache per bound:
 	// their keys hold all they are drawn from.

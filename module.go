@@ -219,22 +219,17 @@ type Handler struct {
 	blockAt string
 
 	// The config resolved, with its defaults: what the handler uses.
-	appID   string
-	secret  string
-	api     string
-	token   string
-	apiBase string
-	timeout time.Duration
-	path    string
-	page    string
-	scene   string
-	width   string
-	// style is how codes drawn here are drawn; linkScheme and linkHost
-	// are what a link's url must keep.
-	style      drawStyle
-	linkScheme string
-	linkHost   string
-	signKeys   []string
+	appID    string
+	secret   string
+	api      string
+	token    string
+	apiBase  string
+	timeout  time.Duration
+	path     string
+	page     string
+	scene    string
+	width    string
+	signKeys []string
 	// signKeyNames name signKeys in messages: their placeholders.
 	signKeyNames []string
 	capSet       *caps.Set
@@ -270,6 +265,12 @@ type Handler struct {
 	client      *wechat.Client
 	cache       *codeCache
 	logger      *zap.Logger
+
+	// style is how codes drawn here are drawn; linkScheme and linkHost
+	// are what a link's url must keep.
+	style      drawStyle
+	linkScheme string
+	linkHost   string
 }
 
 // CaddyModule returns the Caddy module information.
