@@ -9,6 +9,7 @@ import (
 	"image/png"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -279,4 +280,23 @@ func TestOADrawStyles(t *testing.T) {
 	if n := fake.Calls(wechattest.PathOACode); n != 1 {
 		t.Errorf("%d calls, want one for the code whatever its style", n)
 	}
+}
+
+// A link route may require signed URLs and an allow list: the signature
+// covers the url resolved, and allow globs match it.
+func TestLinkSignedAndAllowed(t *testing.T) {
+	fake := newFake(t)
+	s := startSite(t, fake, "", linkBlock("/link", "sign_key "+signKey+"\nallow https://shop.example.com/q/item/1*"))
+	sign := func(u string) string {
+		return hmacHex(signKey, url.Values{"api": {"link"}, "appid": {""}, "url": {u}}.Encode())
+	}
+	resp, body := s.get("/link?id=12")
+	assertError(t, resp, body, http.StatusForbidden, 990411)
+	resp, body = s.get("/link?id=12&sig=" + sign("https://shop.example.com/q/item/13"))
+	assertError(t, resp, body, http.StatusForbidden, 990412)
+	resp, body = s.get("/link?id=12&sig=" + sign("https://shop.example.com/q/item/12"))
+	assertImage(t, resp, body, "image/png", 430)
+	resp, body = s.get("/link?id=22&sig=" + sign("https://shop.example.com/q/item/22"))
+	assertError(t, resp, body, http.StatusForbidden, 990403)
+	assertNoWeChat(t, s)
 }
