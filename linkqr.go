@@ -123,20 +123,20 @@ func linkOrigin(tmpl string) (scheme, host string, err error) {
 		return fmt.Errorf("url %s %s: write its scheme and host out, as in https://shop.example.com/q/{query.id}, "+
 			"or a stranger could draw codes for any site under your name", tmpl, reason)
 	}
+	if strings.Contains(tmpl, "#") {
+		return "", "", fmt.Errorf("url %s has a fragment (#), which no server sees: leave it out", tmpl)
+	}
 	scheme, rest, ok := strings.Cut(tmpl, "://")
 	if !ok || (scheme != "http" && scheme != "https") {
 		return "", "", why("does not start with http:// or https://")
 	}
-	end := strings.IndexAny(rest, "/?#{")
+	end := strings.IndexAny(rest, "/?{")
 	if end < 0 {
 		end = len(rest)
 	}
 	host = rest[:end]
 	if end < len(rest) && rest[end] == '{' {
 		return "", "", why("lets the request choose the host")
-	}
-	if end < len(rest) && rest[end] == '#' {
-		return "", "", fmt.Errorf("url %s has a fragment, which no server sees: leave it out", tmpl)
 	}
 	u, err := url.Parse(scheme + "://" + host)
 	if err != nil || u.Host != host || u.Hostname() == "" || u.User != nil {

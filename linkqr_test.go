@@ -172,6 +172,7 @@ func TestLinkRefusedAtLoad(t *testing.T) {
 		{"scheme from the query", head + "\turl {query.s}://shop.example.com/\n}", 4, "does not start with http:// or https://"},
 		{"other scheme", head + "\turl ftp://shop.example.com/\n}", 4, "does not start with http:// or https://"},
 		{"userinfo", head + "\turl https://me@shop.example.com/\n}", 4, "has no valid host"},
+		{"fragment", head + "\turl https://shop.example.com/q#{query.id}\n}", 4, "has a fragment"},
 		{"no url", head + "\tformat svg\n}", 2, "api link needs url"},
 		{"bad format", head + "\turl https://a.example/\n\tformat gif\n}", 5, `format must be png or svg, not "gif"`},
 		{"bad level", head + "\turl https://a.example/\n\tlevel X\n}", 5, `level must be L, M, Q or H, not "X"`},
