@@ -39,7 +39,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    name        <name>
 //	    appid       <appid>
 //	    secret      <secret>
-//	    api         qrcode|wxacode|unlimited|oa_temporary|oa_permanent
+//	    api         qrcode|wxacode|unlimited|oa_temporary|oa_permanent|link
+//	    url         <template>
+//	    format      png|svg
+//	    level       L|M|Q|H
 //	    expire      <duration>
 //	    path        <template>
 //	    page        <template>
@@ -65,7 +68,10 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    max_stored  <n>
 //	}
 //
-// appid is required, and secret with token stable or classic. When requests choose the codes (a path,
+// appid is required, and secret with token stable or classic, except for
+// api link, which asks WeChat nothing; its url must write its scheme and
+// host out. format and level go with the codes drawn here (link, oa_*).
+// When requests choose the codes (a path,
 // page, scene or line_color template reads the request, and no allow list
 // of literal paths pins it), qrcode, wxacode and oa_permanent need sign_key
 // or a cap without per (a total budget), and unlimited and oa_temporary
@@ -157,6 +163,7 @@ var options = []string{
 	"auto_color", "line_color", "is_hyaline", "env_version", "check_path",
 	"cache_dir", "storage", "token", "api_base", "timeout", "allow",
 	"sign_key", "cap", "errors", "memory_cache", "max_stored",
+	"url", "format", "level",
 }
 
 // didYouMean is " (did you mean <option>?)" for the option closest to
@@ -355,6 +362,12 @@ func (h *Handler) stringOption(name string) *string {
 		return &h.Errors
 	case "api_base":
 		return &h.APIBase
+	case "url":
+		return &h.URL
+	case "format":
+		return &h.Format
+	case "level":
+		return &h.Level
 	}
 	return nil
 }

@@ -139,7 +139,7 @@ func TestCaddyfileErrors(t *testing.T) {
 		{"typo, letters swapped", head + "\tsecert s\n\tallow *\n}", 5, `unknown subdirective "secert" (did you mean secret?)`},
 		{"typo, two letters", head + "\tmemory_cahce off\n\tallow *\n}", 5, `unknown subdirective "memory_cahce" (did you mean memory_cache?)`},
 		{"bad width names it", head + "\twidth 2000\n\tallow *\n}", 5, `width must be a whole number from 280 to 1280, not "2000"`},
-		{"bad api", head + "\tapi barcode\n\tallow *\n}", 5, "api must be qrcode, wxacode, unlimited, oa_temporary or oa_permanent"},
+		{"bad api", head + "\tapi barcode\n\tallow *\n}", 5, "api must be qrcode, wxacode, unlimited, oa_temporary, oa_permanent or link"},
 		{"api placeholder", head + "\tapi {query.api}\n\tallow *\n}", 5, "api must be"},
 		{"bad token", head + "\ttoken shared\n\tallow *\n}", 5, "token must be stable, classic, url <url> or none"},
 		{"bad api_base", head + "\tapi_base ftp://x\n\tallow *\n}", 5, "api_base must be an http or https URL"},

@@ -45,20 +45,21 @@ func optionErr(option string, err error) error { return &optionError{option: opt
 // or placeholder is applied. Validate runs it, and the Caddyfile adapter
 // too, to report an error at its line.
 func (h *Handler) checkConfig() error {
-	if h.AppID == "" {
+	api := cmp.Or(h.API, apiQRCode)
+	// A link code asks WeChat nothing: it needs no credentials.
+	if h.AppID == "" && api != apiLink {
 		return fmt.Errorf("appid is required: the mini-program's appid, or a placeholder such as {env.WX_APPID}")
 	}
 	if h.Name != "" && !validName(h.Name) {
 		return optionErr("name", fmt.Errorf("name may hold only letters, digits, '.', '_' and '-', not %q", h.Name))
 	}
-	api := cmp.Or(h.API, apiQRCode)
 	if err := h.checkValues(); err != nil {
 		return err
 	}
 	if err := h.checkToken(); err != nil {
 		return err
 	}
-	if h.Secret == "" && h.usesSecret() {
+	if h.Secret == "" && h.usesSecret() && api != apiLink {
 		return fmt.Errorf("secret is required: a placeholder such as {env.WX_SECRET} or {file./run/secrets/wx_secret}")
 	}
 	if err := h.checkLists(); err != nil {
@@ -74,6 +75,9 @@ func (h *Handler) checkConfig() error {
 		return err
 	}
 	if err := h.checkOA(api); err != nil {
+		return err
+	}
+	if err := h.checkDrawing(api); err != nil {
 		return err
 	}
 	if err := h.checkGuard(api); err != nil {
@@ -150,8 +154,8 @@ func checkValue(name, value string) error {
 	var err error
 	switch name {
 	case "api":
-		if value != apiQRCode && value != apiWxaCode && value != apiUnlimited && !isOA(value) {
-			return fmt.Errorf("api must be qrcode, wxacode, unlimited, oa_temporary or oa_permanent, not %q", value)
+		if value != apiQRCode && value != apiWxaCode && value != apiUnlimited && !isOA(value) && value != apiLink {
+			return fmt.Errorf("api must be qrcode, wxacode, unlimited, oa_temporary, oa_permanent or link, not %q", value)
 		}
 	case "token":
 		if value != tokenStable && value != tokenClassic && value != tokenURL && value != tokenNone {
@@ -291,6 +295,7 @@ func (h *Handler) resolveConfig() {
 	h.scene = cmp.Or(h.Scene, defaultScene)
 	h.width = cmp.Or(h.Width, defaultWidth)
 	h.maxStored = cmp.Or(h.MaxStored, DefaultMaxStored)
+	h.resolveDrawing()
 	// A rotation key whose placeholder is unset is left out, so that a
 	// config can name the old key's variable outside a rotation; the first
 	// key signs and must be set (Validate).
@@ -303,12 +308,12 @@ func (h *Handler) resolveConfig() {
 	}
 	// The query parameters the templates read, which a request may give
 	// once only.
-	h.queryNames = queryNames(h.path, h.page, h.scene, h.width, h.AutoColor, h.LineColor, h.IsHyaline, h.EnvVersion, h.CheckPath)
+	h.queryNames = queryNames(h.path, h.page, h.scene, h.width, h.AutoColor, h.LineColor, h.IsHyaline, h.EnvVersion, h.CheckPath, h.URL)
 	if len(h.SignKey) > 0 {
 		h.queryNames = append(h.queryNames, sigParam)
 	}
 	h.cacheScope = "public"
-	for _, t := range []string{h.path, h.page, h.scene, h.width, h.AutoColor, h.LineColor, h.IsHyaline, h.EnvVersion, h.CheckPath} {
+	for _, t := range []string{h.path, h.page, h.scene, h.width, h.AutoColor, h.LineColor, h.IsHyaline, h.EnvVersion, h.CheckPath, h.URL} {
 		if readsBeyondURL(t) {
 			h.cacheScope = "private"
 		}

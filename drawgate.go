@@ -1,11 +1,13 @@
 package wxqrcode
 
 import (
+	"context"
 	"net/http"
 	"runtime"
 	"sync/atomic"
 	"time"
 
+	"go.uber.org/zap"
 	"golang.org/x/sync/semaphore"
 )
 
@@ -38,3 +40,26 @@ func enterDraw(paid bool) error {
 
 // leaveDraw ends a draw that enterDraw admitted.
 func leaveDraw() { drawing.Add(-1) }
+
+// drawOnce runs draw for rkey once however many requests wait (renders),
+// admitted by enterDraw, apart from the request: a draw nobody waits
+// for any more is cancelled. paid is enterDraw's; logKey names the code
+// in the log if the draw panics.
+func drawOnce(ctx context.Context, logger *zap.Logger, rkey, logKey string, paid bool, draw func(context.Context) (*entry, error)) (*entry, error) {
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	c, leader := renders.join(rkey, cancel)
+	if !leader {
+		cancel()
+	} else if err := enterDraw(paid); err != nil {
+		renders.finish(rkey, c, nil, err)
+		cancel()
+	} else {
+		go func() {
+			defer leaveDraw()
+			defer cancel()
+			e, err := protect(logger, logKey, func() (*entry, error) { return draw(rctx) })
+			renders.finish(rkey, c, e, err)
+		}()
+	}
+	return renders.wait(ctx, rkey, c)
+}

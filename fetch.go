@@ -28,33 +28,21 @@ const (
 // master renders them again at no cost but CPU.
 func (h *Handler) sized(ctx context.Context, cr *codeRequest) (*entry, string, error) {
 	// A URL-encoded canonical has no #, so no master has this key.
-	key := cr.canonical + "#" + strconv.Itoa(cr.width)
+	key := cr.canonical + "#" + strconv.Itoa(cr.width) + h.style.suffix()
 	if h.mem != nil {
 		if e, ok := h.mem.width(key, h.clock); ok {
 			return e, outcomeMemoryHit, nil
 		}
 	}
 	master, outcome, err := h.lookup(ctx, cr)
-	if err != nil || master.width == cr.width {
+	// An official account's master is a PNG at level M: another style
+	// is drawn from its content at every width.
+	if err != nil || (master.width == cr.width && h.style.plain()) {
 		return master, outcome, err
 	}
-	rkey := h.storeID + "|" + key
-	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	c, leader := renders.join(rkey, cancel)
-	if !leader {
-		cancel()
-	} else if err := enterDraw(outcome == outcomeMiss); err != nil {
-		renders.finish(rkey, c, nil, err)
-		cancel()
-	} else {
-		go func() {
-			defer leaveDraw()
-			defer cancel()
-			e, err := protect(h.logger, cacheKey(cr.canonical), func() (*entry, error) { return h.renderWidth(rctx, cr, master, key) })
-			renders.finish(rkey, c, e, err)
-		}()
-	}
-	e, err := renders.wait(ctx, rkey, c)
+	e, err := drawOnce(ctx, h.logger, h.storeID+"|"+key, cacheKey(cr.canonical), outcome == outcomeMiss, func(rctx context.Context) (*entry, error) {
+		return h.renderWidth(rctx, cr, master, key)
+	})
 	if err != nil {
 		return nil, "", err
 	}
@@ -79,7 +67,7 @@ func (h *Handler) renderWidth(ctx context.Context, cr *codeRequest, master *entr
 	}
 	defer drawSlots.Release(1)
 	start := time.Now()
-	e, err := render(master, cr.width)
+	e, err := render(master, cr.width, h.style)
 	if err != nil {
 		return nil, err
 	}
@@ -323,7 +311,7 @@ func (h *Handler) ask(ctx context.Context, cr *codeRequest) (*fetched, *entry, e
 	}
 	defer drawSlots.Release(1)
 	if f.data == nil {
-		if f.data, err = imaging.DrawQR(f.content, masterWidth); err != nil {
+		if f.data, err = imaging.DrawQR(f.content, masterWidth, imaging.LevelM); err != nil {
 			return f, nil, err
 		}
 	}

@@ -58,7 +58,10 @@ type Handler struct {
 	// API picks the code: qrcode (wxacode.createQRCode, the default),
 	// wxacode (wxacode.get) or unlimited (wxacode.getUnlimited), or an
 	// official account's parametric code, oa_temporary or oa_permanent
-	// (qrcode.create, drawn here as a QR code of the url WeChat gives).
+	// (qrcode.create, drawn here as a QR code of the url WeChat gives),
+	// or link, a QR code of the app's own URL drawn here, which WeChat
+	// opens in the mini-program a rule of the admin console maps it to:
+	// no call, no token, no budget, and no appid or secret needed.
 	// qrcode and wxacode share WeChat's lifetime budget of 100,000 codes per
 	// app; oa_permanent spends the account's own 100,000.
 	API string `json:"api,omitempty"`
@@ -88,6 +91,21 @@ type Handler struct {
 	// call and is not part of the cache key or the signature.
 	// Default: {http.request.uri.query.width}.
 	Width string `json:"width,omitempty"`
+
+	// URL (link) is the template of the URL the code holds, such as
+	// https://shop.example.com/q/item/{http.request.uri.query.id}. Its
+	// scheme (http or https) and host are written out in the config, so
+	// that requests choose only the path and query; the URL resolved is
+	// at most 1,024 bytes. Required with api link.
+	URL string `json:"url,omitempty"`
+
+	// Format (link, oa_temporary, oa_permanent: the codes drawn here) is
+	// png, a 1-bit image, or svg, a vector image for print. Default png.
+	Format string `json:"format,omitempty"`
+
+	// Level (the codes drawn here) is the error correction: L, M, Q or H.
+	// Default M.
+	Level string `json:"level,omitempty"`
 
 	// AutoColor (wxacode, unlimited) is "true" or "false", or a template
 	// giving one. Empty means false.
@@ -247,6 +265,12 @@ type Handler struct {
 	client      *wechat.Client
 	cache       *codeCache
 	logger      *zap.Logger
+
+	// style is how codes drawn here are drawn; linkScheme and linkHost
+	// are what a link's url must keep.
+	style      drawStyle
+	linkScheme string
+	linkHost   string
 }
 
 // CaddyModule returns the Caddy module information.
@@ -282,6 +306,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.faults = newFaultLog(h.logger)
 	h.resolveConfig()
 	h.warnLiteralSecrets()
+	if h.api == apiLink {
+		return h.provisionLink(ctx)
+	}
 
 	storage, err := h.openStorage(ctx)
 	if err != nil {
@@ -394,6 +421,9 @@ func (h *Handler) validate() error {
 	if err := h.checkConfig(); err != nil {
 		return err
 	}
+	if h.api == apiLink {
+		return h.validateKeys()
+	}
 	if h.appID == "" {
 		return fmt.Errorf("appid is empty after resolving %q: set it, or the environment variable it names", h.AppID)
 	}
@@ -412,6 +442,11 @@ func (h *Handler) validate() error {
 	if err := checkAPIBase(h.apiBase, h.token == tokenNone); err != nil {
 		return err
 	}
+	return h.validateKeys()
+}
+
+// validateKeys checks the sign keys resolved.
+func (h *Handler) validateKeys() error {
 	if len(h.signKeys) > 0 && h.signKeys[0] == "" {
 		return fmt.Errorf("the first sign_key, %s, is empty after resolving placeholders: it is the key that signs, so set it", h.signKeyNames[0])
 	}

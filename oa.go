@@ -9,8 +9,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-
-	"github.com/wxqrcode/caddy-wxqrcode/internal/imaging"
 	"github.com/wxqrcode/caddy-wxqrcode/wechat"
 )
 
@@ -91,14 +89,14 @@ func (h *Handler) resolveOA(cr *codeRequest, scene string, ps params) params {
 	return append(ps, param{"scene", scene})
 }
 
-// redraw draws an official account's code anew at width from its
-// content: sharper than resampling the master, and cheaper.
-func redraw(master *entry, width int) (*entry, error) {
-	data, err := imaging.DrawQR(master.content, width)
+// redraw draws an official account's code anew at width in style from
+// its content: sharper than resampling the master, and cheaper.
+func redraw(master *entry, width int, style drawStyle) (*entry, error) {
+	data, ct, err := style.draw(master.content, width)
 	if err != nil {
 		return nil, err
 	}
-	e := newEntry(data, master.contentType, sha256.Sum256(data), master.stored)
+	e := newEntry(data, ct, sha256.Sum256(data), master.stored)
 	e.content = master.content
 	e.setExpiry(master.expires)
 	return e, nil

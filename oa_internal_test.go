@@ -63,7 +63,7 @@ func TestRenewMargin(t *testing.T) {
 func BenchmarkOAWidthRedraw(b *testing.B) {
 	master := oaMaster(b)
 	for b.Loop() {
-		if _, err := redraw(master, 430); err != nil {
+		if _, err := redraw(master, 430, defaultStyle); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -73,14 +73,14 @@ func BenchmarkOAWidthResample(b *testing.B) {
 	master := oaMaster(b)
 	master.content = "" // as render does for WeChat's images
 	for b.Loop() {
-		if _, err := render(master, 430); err != nil {
+		if _, err := render(master, 430, defaultStyle); err != nil {
 			b.Fatal(err)
 		}
 	}
 }
 
 func oaMaster(b *testing.B) *entry {
-	data, err := imaging.DrawQR(testOAURL, masterWidth)
+	data, err := imaging.DrawQR(testOAURL, masterWidth, imaging.LevelM)
 	if err != nil {
 		b.Fatal(err)
 	}

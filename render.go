@@ -17,10 +17,11 @@ const masterWidth = wechat.MaxWidth
 // PNG with its alpha. The variant keeps the master's time, so its
 // Last-Modified is the master's; its ETag is its own. The caller holds a
 // draw slot (drawgate.go).
-func render(master *entry, width int) (*entry, error) {
+func render(master *entry, width int, style drawStyle) (*entry, error) {
 	if master.content != "" {
-		// An official account's code, drawn by this module: draw it again.
-		return redraw(master, width)
+		// An official account's code, drawn by this module: draw it again,
+		// in the route's style.
+		return redraw(master, width, style)
 	}
 	data, err := imaging.Resize(master.data, master.contentType, width)
 	if err != nil {

@@ -55,7 +55,7 @@ func TestRenderJPEG(t *testing.T) {
 	const content = "pages/item/item?id=42"
 	master := masterEntry(t, content, color.NRGBA{A: 0xff}, false)
 	for _, width := range []int{280, 430, 777} {
-		e, err := render(master, width)
+		e, err := render(master, width, defaultStyle)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -81,7 +81,7 @@ func TestRenderHyalinePNG(t *testing.T) {
 	t.Parallel()
 	const content = "pages/index/index?scene=a1"
 	master := masterEntry(t, content, color.NRGBA{R: 200, G: 40, B: 30, A: 0xff}, true)
-	e, err := render(master, 430)
+	e, err := render(master, 430, defaultStyle)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func TestRenderHyalinePNG(t *testing.T) {
 func TestRenderRefusesBrokenMaster(t *testing.T) {
 	t.Parallel()
 	data := []byte{0xFF, 0xD8, 0xFF, 0xE0, 0, 0, 0xFF, 0xD9}
-	if _, err := render(newEntry(data, "image/jpeg", sha256.Sum256(data), time.Now()), 430); err == nil {
+	if _, err := render(newEntry(data, "image/jpeg", sha256.Sum256(data), time.Now()), 430, defaultStyle); err == nil {
 		t.Error("rendered a master that does not decode")
 	}
 }
@@ -111,7 +111,7 @@ func BenchmarkRenderJPEG(b *testing.B) {
 	master := masterEntry(b, "pages/item/item?id=42", color.NRGBA{R: 0x1a, G: 0x1a, B: 0x1a, A: 0xff}, false)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := render(master, 430); err != nil {
+		if _, err := render(master, 430, defaultStyle); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -123,7 +123,7 @@ func BenchmarkRenderPNG(b *testing.B) {
 	master := masterEntry(b, "pages/item/item?id=42", color.NRGBA{A: 0xff}, true)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := render(master, 430); err != nil {
+		if _, err := render(master, 430, defaultStyle); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -37,6 +37,8 @@ type codeRequest struct {
 	wxacode   *wechat.WxaCodeRequest
 	unlimited *wechat.UnlimitedRequest
 	oa        *wechat.OACodeRequest
+	// link is the url a link code holds, drawn here.
+	link string
 	// subject is what allow globs match: the path, the page, or an
 	// official account code's scene.
 	subject string
@@ -115,6 +117,11 @@ func (h *Handler) resolveRequest(repl *caddy.Replacer) (*codeRequest, error) {
 	case apiOATemporary, apiOAPermanent:
 		ps = h.resolveOA(cr, get(h.scene), ps)
 		validate = cr.oa.Validate
+	case apiLink:
+		if ps, err = h.resolveLink(cr, get(h.URL), ps); err != nil {
+			return nil, err
+		}
+		validate = func() error { return nil }
 	}
 	if err := validate(); err != nil {
 		return nil, err

@@ -23,7 +23,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	if err = h.authorize(cr, err); err != nil {
 		return h.fail(w, cr, err)
 	}
-	e, outcome, err := h.sized(r.Context(), cr)
+	var e *entry
+	var outcome string
+	if cr.api == apiLink {
+		e, outcome, err = h.drawn(r.Context(), cr)
+	} else {
+		e, outcome, err = h.sized(r.Context(), cr)
+	}
 	if err != nil && r.Context().Err() != nil {
 		h.logger.Debug("client went away", zap.String("key", cr.key))
 		return nil

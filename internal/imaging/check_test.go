@@ -45,7 +45,7 @@ func TestCheck(t *testing.T) {
 	t.Parallel()
 	jpg := master("pages/item/item?id=42", color.NRGBA{R: 0x1a, G: 0x1a, B: 0x1a, A: 0xff}, false)
 	pngImg := master("pages/item/item?id=42", color.NRGBA{A: 0xff}, true)
-	drawn, err := DrawQR("http://weixin.qq.com/q/02AbCdEfGhIjKlMnOpQrSt", 1280)
+	drawn, err := DrawQR("http://weixin.qq.com/q/02AbCdEfGhIjKlMnOpQrSt", 1280, LevelM)
 	if err != nil {
 		t.Fatal(err)
 	}
