@@ -65,6 +65,9 @@ func (h *Handler) checkGuard(api string) error {
 	if len(h.SignKey) > 0 {
 		return nil
 	}
+	if isLink(api) {
+		return h.linkGuard(api)
+	}
 	why, option, index := h.unboundedBy(api)
 	if why == "" {
 		return nil

@@ -37,6 +37,8 @@ type codeRequest struct {
 	wxacode   *wechat.WxaCodeRequest
 	unlimited *wechat.UnlimitedRequest
 	oa        *wechat.OACodeRequest
+	// link is the link asked for, instead of a code.
+	link *linkRequest
 	// subject is what allow globs match: the path, the page, or an
 	// official account code's scene.
 	subject string
@@ -115,6 +117,9 @@ func (h *Handler) resolveRequest(repl *caddy.Replacer) (*codeRequest, error) {
 	case apiOATemporary, apiOAPermanent:
 		ps = h.resolveOA(cr, get(h.scene), ps)
 		validate = cr.oa.Validate
+	case apiURLLink, apiScheme, apiShortLink:
+		ps = h.resolveLink(cr, get, lk, ps)
+		validate = cr.link.validate
 	}
 	if err := validate(); err != nil {
 		return nil, err
@@ -128,6 +133,9 @@ func (h *Handler) resolveRequest(repl *caddy.Replacer) (*codeRequest, error) {
 		if c.By != "" {
 			cr.visitors = append(cr.visitors, get(c.By))
 		}
+	}
+	if cr.link != nil {
+		return cr, h.resolveCQ(cr, get)
 	}
 	if cr.width, err = parseWidth(get(h.width)); err != nil {
 		return cr, err

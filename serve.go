@@ -23,6 +23,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	if err = h.authorize(cr, err); err != nil {
 		return h.fail(w, cr, err)
 	}
+	if cr.link != nil {
+		return h.serveLink(w, r, cr)
+	}
 	e, outcome, err := h.sized(r.Context(), cr)
 	if err != nil && r.Context().Err() != nil {
 		h.logger.Debug("client went away", zap.String("key", cr.key))
