@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -439,5 +440,47 @@ func TestLinkCluster(t *testing.T) {
 	wg.Wait()
 	if n := fake.Calls(wechattest.PathURLLink); n != 1 {
 		t.Errorf("%d calls across the cluster, want 1", n)
+	}
+}
+
+// The metrics count links by api; stats counts the stored links by api,
+// and purge removes one, so that the next visitor gets a new link.
+func TestLinkMetricsStatsPurge(t *testing.T) {
+	fake := newFake(t)
+	m := startSite(t, fake, "", "metrics /metrics\n\t"+wxBlock(fake, "/go", "api urllink\nreply json\ncap 100")+
+		wxBlock(fake, "/scheme", "api scheme\nreply json\ncap 100"))
+	before, _ := scrape(t, m)
+	m.link("/go?path=pages/item/item")
+	m.link("/go?path=pages/item/item")
+	m.link("/scheme?path=pages/item/item")
+	after, _ := scrape(t, m)
+	for name, delta := range map[string]float64{
+		`caddy_wxqrcode_upstream_calls_total{api="urllink",errcode="0"}`: 1,
+		`caddy_wxqrcode_upstream_calls_total{api="scheme",errcode="0"}`:  1,
+		`caddy_wxqrcode_codes_generated_total{api="urllink"}`:            1,
+		`caddy_wxqrcode_codes_generated_total{api="scheme"}`:             1,
+	} {
+		if got := after[name] - before[name]; got != delta {
+			t.Errorf("%s rose by %v, want %v", name, got, delta)
+		}
+	}
+
+	afake := newFake(t)
+	s := startAdminSite(t, afake, "", wxBlock(afake, "/go", "api urllink\nreply json\ncap 100"))
+	uri := "/go?path=pages/item/item&query=id%3D42"
+	resp, body := s.link(uri)
+	first := linkOf(t, resp, body, "json", "url_link")
+	waitCached(t, s.dir, 1)
+	stdout, stderr, status := wxcmd(t, nil, "", "stats", "--address", s.admin)
+	if status != 0 || !regexp.MustCompile(`urllink\s+`+testAppID+`\s+1\n`).MatchString(stdout) {
+		t.Errorf("stats: exit status %d\n%s%s", status, stdout, stderr)
+	}
+	stdout, stderr, status = wxcmd(t, nil, "", "purge", "--address", s.admin, s.url+uri)
+	if status != 0 || !strings.Contains(stdout, "codes removed: 1\n") {
+		t.Fatalf("purge: exit status %d\n%s%s", status, stdout, stderr)
+	}
+	resp, body = s.link(uri)
+	if got := linkOf(t, resp, body, "json", "url_link"); got == first || afake.Calls(wechattest.PathURLLink) != 2 {
+		t.Errorf("after the purge: link %q (was %q), %d calls, want a new link from a second call", got, first, afake.Calls(wechattest.PathURLLink))
 	}
 }
