@@ -484,3 +484,20 @@ func TestLinkMetricsStatsPurge(t *testing.T) {
 		t.Errorf("after the purge: link %q (was %q), %d calls, want a new link from a second call", got, first, afake.Calls(wechattest.PathURLLink))
 	}
 }
+
+// caddy wxqrcode prefetch makes links ahead of a campaign, and stops at
+// a link route's redirect instead of following it out of the site.
+func TestLinkPrefetch(t *testing.T) {
+	fake := newFake(t)
+	s := startSite(t, fake, "", wxBlock(fake, "/go", "api urllink\ncap 100"))
+	cmd := exec.Command(builtCaddy(t), "wxqrcode", "prefetch", "--url", s.url+"/go")
+	cmd.Stdin = strings.NewReader("pages/item/item\npages/index/index\n")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "2 fetched, 0 already cached, 0 failed") {
+		t.Fatalf("prefetch: %v\n%s", err, out)
+	}
+	resp, _ := s.link("/go?path=pages/item/item")
+	if resp.StatusCode != http.StatusFound || !strings.Contains(resp.Header.Get("Cache-Status"), "; hit") {
+		t.Errorf("after prefetch: status %d, Cache-Status %q, want a hit", resp.StatusCode, resp.Header.Get("Cache-Status"))
+	}
+}
