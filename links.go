@@ -72,14 +72,16 @@ func (l *linkRequest) validate() error {
 // checkLinks checks the options of links, and refuses them on codes: a
 // short link is pasted inside WeChat, so it is answered as JSON only.
 func (h *Handler) checkLinks(api string) error {
+	permanent := ""
+	if h.Permanent {
+		permanent = "true"
+	}
 	options := []struct{ name, value, apis string }{
 		{"query", h.Query, "urllink scheme shortlink"},
 		{"reply", h.Reply, "urllink scheme shortlink"},
 		{"cq", h.CQ, "urllink"},
 		{"title", h.Title, "shortlink"},
-	}
-	if h.Permanent {
-		options = append(options, struct{ name, value, apis string }{"permanent", "true", "shortlink"})
+		{"permanent", permanent, "shortlink"},
 	}
 	for _, o := range options {
 		if o.value != "" && !strings.Contains(" "+o.apis+" ", " "+api+" ") {
@@ -412,16 +414,15 @@ func (h *Handler) linkFree() (why, option string, index int) {
 		return "", "", 0
 	}
 	if len(h.Allow) == 0 {
-		opt, tmpl := "path", path
+		opt, tmpl, set := "path", path, h.Path
 		if !readsRequest(path) {
-			opt, tmpl = "query", query
+			opt, tmpl, set = "query", query, h.Query
 		}
 		written := opt + " " + tmpl
-		set := setOption(opt, map[string]string{"path": h.Path, "query": h.Query}[opt])
 		if set == "" {
 			written = "the default, " + written + ","
 		}
-		return fmt.Sprintf("the page (%s reads the request, and no allow list pins it)", written), set, 0
+		return fmt.Sprintf("the page (%s reads the request, and no allow list pins it)", written), setOption(opt, set), 0
 	}
 	for i, g := range h.Allow {
 		if strings.Contains(g, "*") {

@@ -501,3 +501,24 @@ func TestLinkPrefetch(t *testing.T) {
 		t.Errorf("after prefetch: status %d, Cache-Status %q, want a hit", resp.StatusCode, resp.Header.Get("Cache-Status"))
 	}
 }
+
+// Links count against max_stored like codes, and expired links are
+// removed from the storage when the route stores another.
+func TestLinkStored(t *testing.T) {
+	fake := newFake(t)
+	dir := t.TempDir()
+	s := startSite(t, fake, dir, wxBlock(fake, "/go", "api urllink\nreply json\nexpire 1h\nmemory_cache off\nmax_stored 3\ncap 100"))
+	skew := skewClock(t, s)
+	for i := range 5 {
+		resp, body := s.link(fmt.Sprintf("/go?path=pages/item/item&query=id%%3D%d", i))
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("status %d: %s", resp.StatusCode, body)
+		}
+		waitCached(t, dir, min(i+1, 3))
+	}
+	skew.Store(int64(2 * time.Hour))
+	if resp, body := s.link("/go?path=pages/index/index"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d: %s", resp.StatusCode, body)
+	}
+	waitCached(t, dir, 1)
+}
