@@ -82,8 +82,9 @@ type Handler struct {
 	Scene string `json:"scene,omitempty"`
 
 	// Expire (oa_temporary, urllink, scheme) is the life of each code or
-	// link, 60s to 30d in whole seconds; default 30d. A code is served until shortly before it
-	// expires (10% of its life, at most an hour), then made anew.
+	// link, 60s to 30d in whole seconds; default 30d. A code or link is
+	// served until shortly before it expires (10% of its life, at most an
+	// hour), then made anew.
 	Expire caddy.Duration `json:"expire,omitempty"`
 
 	// Query (urllink, scheme, shortlink) is the template of the page's
@@ -132,8 +133,8 @@ type Handler struct {
 	// "false", or a template. Empty means false.
 	IsHyaline string `json:"is_hyaline,omitempty"`
 
-	// EnvVersion (wxacode, unlimited, urllink, scheme) is release, trial or develop, or a
-	// template giving one. Empty means release.
+	// EnvVersion (wxacode, unlimited, urllink, scheme) is release, trial
+	// or develop, or a template giving one. Empty means release.
 	EnvVersion string `json:"env_version,omitempty"`
 
 	// CheckPath (unlimited) makes WeChat refuse unpublished pages: "true"
@@ -232,21 +233,17 @@ type Handler struct {
 	blockAt string
 
 	// The config resolved, with its defaults: what the handler uses.
-	appID   string
-	secret  string
-	api     string
-	token   string
-	apiBase string
-	timeout time.Duration
-	path    string
-	page    string
-	scene   string
-	width   string
-	// linkQuery and reply are Query and Reply with their defaults, for
-	// links.
-	linkQuery string
-	reply     string
-	signKeys  []string
+	appID    string
+	secret   string
+	api      string
+	token    string
+	apiBase  string
+	timeout  time.Duration
+	path     string
+	page     string
+	scene    string
+	width    string
+	signKeys []string
 	// signKeyNames name signKeys in messages: their placeholders.
 	signKeyNames []string
 	capSet       *caps.Set
@@ -282,6 +279,11 @@ type Handler struct {
 	client      *wechat.Client
 	cache       *codeCache
 	logger      *zap.Logger
+
+	// linkQuery and reply are Query and Reply with their defaults, for
+	// links.
+	linkQuery string
+	reply     string
 }
 
 // CaddyModule returns the Caddy module information.
