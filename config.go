@@ -153,7 +153,7 @@ func checkValue(name, value string) error {
 	var err error
 	switch name {
 	case "api":
-		if value != apiQRCode && value != apiWxaCode && value != apiUnlimited && !isOA(value) && !isLink(value) {
+		if value != apiQRCode && value != apiWxaCode && value != apiUnlimited && !isOA(value) && !isWxaLink(value) {
 			return fmt.Errorf("api must be qrcode, wxacode, unlimited, oa_temporary, oa_permanent, urllink, scheme or shortlink, not %q", value)
 		}
 	case "token":

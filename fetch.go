@@ -314,7 +314,7 @@ func (h *Handler) ask(ctx context.Context, cr *codeRequest) (*fetched, *entry, e
 	if err != nil {
 		return nil, nil, err
 	}
-	if cr.link != nil {
+	if cr.wxaLink != nil {
 		// A link is neither drawn nor an image.
 		return f, linkEntry(f, h.clock.Now()), nil
 	}
@@ -346,8 +346,8 @@ func (h *Handler) call(ctx context.Context, cr *codeRequest) (*fetched, error) {
 		img, err = h.client.GetWxaCode(ctx, cr.wxacode)
 	case cr.unlimited != nil:
 		img, err = h.client.GetUnlimited(ctx, cr.unlimited)
-	case cr.link != nil:
-		return h.callLink(ctx, cr.link)
+	case cr.wxaLink != nil:
+		return h.callLink(ctx, cr.wxaLink)
 	default:
 		return h.callOA(ctx, cr.oa)
 	}

@@ -65,7 +65,7 @@ func (h *Handler) checkGuard(api string) error {
 	if len(h.SignKey) > 0 {
 		return nil
 	}
-	if isLink(api) {
+	if isWxaLink(api) {
 		return h.linkGuard(api)
 	}
 	why, option, index := h.unboundedBy(api)

@@ -41,8 +41,8 @@ const (
 	linkType = "text/uri-list"
 )
 
-// isLink reports whether api makes links rather than codes.
-func isLink(api string) bool {
+// isWxaLink reports whether api makes links rather than codes.
+func isWxaLink(api string) bool {
 	return api == apiURLLink || api == apiScheme || api == apiShortLink
 }
 
@@ -88,7 +88,7 @@ func (h *Handler) checkLinks(api string) error {
 			return optionErr(o.name, fmt.Errorf("%s applies to api %s only, not %s", o.name, andList(o.apis), api))
 		}
 	}
-	if !isLink(api) {
+	if !isWxaLink(api) {
 		return nil
 	}
 	if h.Width != "" {
@@ -119,7 +119,7 @@ func (h *Handler) checkLinks(api string) error {
 // the request's query, and a redirect, but JSON for short links.
 func (h *Handler) resolveLinkConfig() {
 	h.linkQuery, h.reply = "", ""
-	if !isLink(h.api) {
+	if !isWxaLink(h.api) {
 		return
 	}
 	h.linkQuery = h.Query
@@ -138,11 +138,11 @@ func (h *Handler) resolveLinkConfig() {
 	h.width = ""
 }
 
-// resolveLink makes cr a request for a link. The canonical form holds
+// resolveWxaLink makes cr a request for a link. The canonical form holds
 // the api, appid, path, query and, for URL Links and Schemes, the
 // env_version and life in seconds, for Short Links the title and
 // whether it is permanent.
-func (h *Handler) resolveLink(cr *codeRequest, get func(string) string, lk look, ps params) params {
+func (h *Handler) resolveWxaLink(cr *codeRequest, get func(string) string, lk look, ps params) params {
 	path, query := get(h.path), get(h.linkQuery)
 	cr.subject = path
 	if query != "" {
@@ -168,7 +168,7 @@ func (h *Handler) resolveLink(cr *codeRequest, get func(string) string, lk look,
 		}
 		ps = append(ps, param{"env_version", lk.envVersion}, param{"expire", strconv.FormatInt(int64(l.life/time.Second), 10)})
 	}
-	cr.link = l
+	cr.wxaLink = l
 	return ps
 }
 
@@ -178,8 +178,8 @@ func (h *Handler) resolveCQ(cr *codeRequest, get func(string) string) error {
 	if h.CQ == "" {
 		return nil
 	}
-	cr.link.cq = get(h.CQ)
-	if n := len(url.QueryEscape(cr.link.cq)); n > maxCQ {
+	cr.wxaLink.cq = get(h.CQ)
+	if n := len(url.QueryEscape(cr.wxaLink.cq)); n > maxCQ {
 		return invalidArg("cq must be at most %d characters once URL-encoded, not %d", maxCQ, n)
 	}
 	return nil
@@ -245,9 +245,9 @@ func (h *Handler) serveLink(w http.ResponseWriter, r *http.Request, cr *codeRequ
 	hdr := w.Header()
 	hdr["Cache-Status"] = []string{cacheStatus[outcome]}
 	link, scope := e.content, h.cacheScope
-	if cr.link.cq != "" {
+	if cr.wxaLink.cq != "" {
 		// One visitor's link: no shared cache may serve it to another.
-		link, scope = withCQ(link, cr.link.cq), "private"
+		link, scope = withCQ(link, cr.wxaLink.cq), "private"
 	}
 	setFreshness(hdr, e, scope, h.clock)
 	status := http.StatusOK

@@ -330,7 +330,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.openLedger(storage); err != nil {
 		return err
 	}
-	if h.api == apiOATemporary || isLink(h.api) {
+	if h.api == apiOATemporary || isWxaLink(h.api) {
 		h.startSweep()
 	}
 	h.pending = new(sync.WaitGroup)

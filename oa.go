@@ -63,7 +63,7 @@ func checkExpire(d time.Duration) error {
 // checkOA checks the options of the official account's codes: expire
 // belongs to oa_temporary only.
 func (h *Handler) checkOA(api string) error {
-	if h.Expire == 0 || isLink(api) {
+	if h.Expire == 0 || isWxaLink(api) {
 		return nil
 	}
 	if api != apiOATemporary {

@@ -37,8 +37,9 @@ type codeRequest struct {
 	wxacode   *wechat.WxaCodeRequest
 	unlimited *wechat.UnlimitedRequest
 	oa        *wechat.OACodeRequest
-	// link is the link asked for, instead of a code.
-	link *linkRequest
+	// wxaLink is the link WeChat is asked for (urllink, scheme,
+	// shortlink), instead of a code.
+	wxaLink *linkRequest
 	// subject is what allow globs match: the path, the page, or an
 	// official account code's scene.
 	subject string
@@ -118,8 +119,8 @@ func (h *Handler) resolveRequest(repl *caddy.Replacer) (*codeRequest, error) {
 		ps = h.resolveOA(cr, get(h.scene), ps)
 		validate = cr.oa.Validate
 	case apiURLLink, apiScheme, apiShortLink:
-		ps = h.resolveLink(cr, get, lk, ps)
-		validate = cr.link.validate
+		ps = h.resolveWxaLink(cr, get, lk, ps)
+		validate = cr.wxaLink.validate
 	}
 	if err := validate(); err != nil {
 		return nil, err
@@ -134,7 +135,7 @@ func (h *Handler) resolveRequest(repl *caddy.Replacer) (*codeRequest, error) {
 			cr.visitors = append(cr.visitors, get(c.By))
 		}
 	}
-	if cr.link != nil {
+	if cr.wxaLink != nil {
 		return cr, h.resolveCQ(cr, get)
 	}
 	if cr.width, err = parseWidth(get(h.width)); err != nil {

@@ -23,7 +23,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	if err = h.authorize(cr, err); err != nil {
 		return h.fail(w, cr, err)
 	}
-	if cr.link != nil {
+	if cr.wxaLink != nil {
 		return h.serveLink(w, r, cr)
 	}
 	e, outcome, err := h.sized(r.Context(), cr)
