@@ -299,7 +299,7 @@ func TestIncompleteEnvironment(t *testing.T) {
 		{[]string{"WXQRCODE_SIGN_KEY=" + signKey}, []string{"sign", "--appid", "", target}, "appid is required"},
 		{[]string{"WXQRCODE_SIGN_KEY=short"}, []string{"sign", "--appid", testAppID, target}, "sign_key must be at least 16 characters"},
 		{clean, []string{"sign", "--appid", testAppID, target}, "WXQRCODE_SIGN_KEY is empty"},
-		{[]string{"WXQRCODE_SIGN_KEY=" + signKey}, []string{"sign", "--appid", testAppID, "--api", "qr", target}, "api must be qrcode, wxacode, unlimited, oa_temporary, oa_permanent or link"},
+		{[]string{"WXQRCODE_SIGN_KEY=" + signKey}, []string{"sign", "--appid", testAppID, "--api", "qr", target}, "api must be qrcode, wxacode, unlimited, oa_temporary, oa_permanent, link, urllink, scheme or shortlink"},
 		{[]string{"WXQRCODE_SIGN_KEY=short"}, []string{"prefetch", "--appid", testAppID, "--url", "http://127.0.0.1:8080/qr"}, "sign_key must be at least 16 characters"},
 		{clean, []string{"sign", "--appid", testAppID, "--address", "127.0.0.1:1", target}, "--address does not apply"},
 		{clean, []string{"sign", "--key-env", "K", target}, "--key-env does not apply"},

@@ -184,9 +184,9 @@ func findChromium(t *testing.T) string {
 	return ""
 }
 
-// newBrowser starts a headless Chromium with a fresh profile, and takes a
-// screenshot of the page when the test fails.
-func newBrowser(t *testing.T) context.Context {
+// newBrowser starts a headless Chromium with a fresh profile and the
+// extra flags, and takes a screenshot of the page when the test fails.
+func newBrowser(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(findChromium(t)),
@@ -200,6 +200,7 @@ func newBrowser(t *testing.T) context.Context {
 		chromedp.Flag("disable-sync", true),
 		chromedp.WindowSize(1280, 900),
 	)
+	opts = append(opts, extra...)
 	// No deadline here: each step has its own, so that a step that times
 	// out leaves the browser up for the screenshot.
 	ctx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
@@ -491,5 +492,55 @@ func TestBrowserFallback(t *testing.T) {
 		if got := seen[uri]; len(got) != 1 || got[0] != want {
 			t.Errorf("%s: %+v, want one %+v", uri, got, want)
 		}
+	}
+}
+
+// A link route in a browser: the redirect lands on the URL Link, the page
+// reply opens it by itself, and a scheme's page shows the button to tap.
+// wxaurl.cn is this test's TLS server, by Chromium's resolver rules.
+func TestBrowserLinks(t *testing.T) {
+	wxaurl := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintf(w, "opened %s", r.URL.Path)
+	}))
+	t.Cleanup(wxaurl.Close)
+	ctx := newBrowser(t,
+		chromedp.Flag("host-resolver-rules", "MAP wxaurl.cn:443 "+wxaurl.Listener.Addr().String()),
+		chromedp.Flag("ignore-certificate-errors", true))
+	fake := newFake(t)
+	s := startSite(t, fake, "", wxBlock(fake, "/go", "api urllink\npath pages/item/item\nquery id=42")+
+		wxBlock(fake, "/tap", "api urllink\nreply page\npath pages/item/item\nquery id=43")+
+		wxBlock(fake, "/scheme", "api scheme\nreply page\npath pages/item/item\nquery id=44"))
+	step, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+
+	if err := chromedp.Do(step, chromedp.Navigate(s.url+"/go")); err != nil {
+		t.Fatalf("following the redirect: %v", err)
+	}
+	href, err := chromedp.Run(step, chromedp.Evaluate[string]("location.href"))
+	resp, _ := s.link("/go")
+	if err != nil || href != resp.Header.Get("Location") || !strings.HasPrefix(href, "https://wxaurl.cn/") {
+		t.Errorf("the redirect landed on %q (%v), want the link %q", href, err, resp.Header.Get("Location"))
+	}
+
+	if err := chromedp.Do(step, chromedp.Navigate(s.url+"/tap"), chromedp.Poll[chromedp.Void]("location.host === 'wxaurl.cn'")); err != nil {
+		t.Fatalf("the page reply did not open the link: %v", err)
+	}
+	href, err = chromedp.Run(step, chromedp.Evaluate[string]("location.href"))
+	resp, body := s.link("/tap")
+	if want := linkOf(t, resp, body, "page", "url_link"); err != nil || href != want {
+		t.Errorf("the page opened %q (%v), want %q", href, err, want)
+	}
+
+	if err := chromedp.Do(step, chromedp.Navigate(s.url+"/scheme")); err != nil {
+		t.Fatalf("loading the scheme's page: %v", err)
+	}
+	button, err := chromedp.Run(step, chromedp.Evaluate[string](
+		"(b => b && b.offsetWidth > 0 ? b.getAttribute('href') : '')(document.getElementById('open'))"))
+	if err != nil || !strings.HasPrefix(button, "weixin://dl/business/?t=") {
+		t.Errorf("the scheme's page shows %q (%v), want a button to weixin://dl/business/?t=...", button, err)
+	}
+	if n := fake.Calls(wechattest.PathURLLink) + fake.Calls(wechattest.PathScheme); n != 3 {
+		t.Errorf("%d link calls, want 3: one per route", n)
 	}
 }

@@ -20,7 +20,6 @@ import (
 	"github.com/maypok86/otter/v2"
 
 	"github.com/wxqrcode/caddy-wxqrcode/internal/imaging"
-	"github.com/wxqrcode/caddy-wxqrcode/wechat"
 )
 
 // entry is a cached code, ready to serve: its header values are made
@@ -102,7 +101,7 @@ func decodeEntry(raw []byte) (*entry, error) {
 		return nil, errCorrupt
 	}
 	sum := sha256.Sum256(data)
-	if len(data) != meta.Size || hex.EncodeToString(sum[:]) != meta.SHA256 || wechat.ImageType(data) != meta.ContentType {
+	if len(data) != meta.Size || hex.EncodeToString(sum[:]) != meta.SHA256 || !entryWhole(meta.ContentType, data, meta.Content) {
 		return nil, errCorrupt
 	}
 	e := newEntry(data, meta.ContentType, sum, meta.Stored)

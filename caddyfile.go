@@ -39,12 +39,17 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	    name        <name>
 //	    appid       <appid>
 //	    secret      <secret>
-//	    api         qrcode|wxacode|unlimited|oa_temporary|oa_permanent|link
+//	    api         qrcode|wxacode|unlimited|oa_temporary|oa_permanent|link|urllink|scheme|shortlink
 //	    url         <template>
 //	    format      png|svg
 //	    level       L|M|Q|H
 //	    expire      <duration>
 //	    path        <template>
+//	    query       <template>
+//	    reply       redirect|json|page
+//	    cq          <template>
+//	    permanent   true|false
+//	    title       <template>
 //	    page        <template>
 //	    scene       <template>
 //	    width       <template>
@@ -75,7 +80,9 @@ func parseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 // page, scene or line_color template reads the request, and no allow list
 // of literal paths pins it), qrcode, wxacode and oa_permanent need sign_key
 // or a cap without per (a total budget), and unlimited and oa_temporary
-// need sign_key or a cap. expire (oa_temporary) is 60s to 30d. max_stored
+// need sign_key or a cap. urllink and scheme are guarded like unlimited,
+// a permanent shortlink like qrcode; allow matches their path?query.
+// expire (oa_temporary, urllink, scheme) is 60s to 30d. max_stored
 // (default 10000) bounds the codes kept in the storage.
 // allow, sign_key and cap may repeat. Templates are Caddy placeholders
 // and text, resolved per request.
@@ -164,6 +171,7 @@ var options = []string{
 	"cache_dir", "storage", "token", "api_base", "timeout", "allow",
 	"sign_key", "cap", "errors", "memory_cache", "max_stored",
 	"url", "format", "level",
+	"query", "reply", "cq", "permanent", "title",
 }
 
 // didYouMean is " (did you mean <option>?)" for the option closest to
@@ -318,6 +326,15 @@ func (h *Handler) unmarshalOption(d *caddyfile.Dispenser, name string) (int, err
 			h.MaxStored = n
 			return nil
 		})
+	case "permanent":
+		return 1, oneArg(d, func(v string) error {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return d.Errf("permanent must be true or false, not %q", v)
+			}
+			h.Permanent = b
+			return nil
+		})
 	case "storage":
 		return 1, h.unmarshalStorage(d)
 	case "token":
@@ -368,6 +385,14 @@ func (h *Handler) stringOption(name string) *string {
 		return &h.Format
 	case "level":
 		return &h.Level
+	case "query":
+		return &h.Query
+	case "reply":
+		return &h.Reply
+	case "cq":
+		return &h.CQ
+	case "title":
+		return &h.Title
 	}
 	return nil
 }

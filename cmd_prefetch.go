@@ -170,7 +170,7 @@ func (p *prefetcher) run(ctx context.Context, in io.Reader, out, progress io.Wri
 		return err
 	}
 	if p.client == nil {
-		p.client = &http.Client{Timeout: time.Minute}
+		p.client = &http.Client{Timeout: time.Minute, CheckRedirect: stopAtLink}
 	}
 	p.failed = map[string]int{}
 	p.halt = make(chan struct{})
@@ -341,6 +341,23 @@ func (p *prefetcher) targets(fixed url.Values, values []string) ([]string, error
 	return targets, nil
 }
 
+// stopAtLink follows a site's redirects but not a link route's: its
+// Location is the link itself, outside the site.
+func stopAtLink(req *http.Request, via []*http.Request) error {
+	if req.Response != nil && fromModule(req.Response) {
+		return http.ErrUseLastResponse
+	}
+	if len(via) >= 10 {
+		return errors.New("stopped after 10 redirects")
+	}
+	return nil
+}
+
+// fromModule reports whether the module answered resp.
+func fromModule(resp *http.Response) bool {
+	return strings.HasPrefix(resp.Header.Get("Cache-Status"), "wxqrcode")
+}
+
 // one asks for one code, waiting out a window cap if it is short enough.
 func (p *prefetcher) one(ctx context.Context, target string) {
 	for {
@@ -358,7 +375,7 @@ func (p *prefetcher) one(ctx context.Context, target string) {
 		}
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		resp.Body.Close()
-		if resp.StatusCode == http.StatusOK {
+		if resp.StatusCode == http.StatusOK || (resp.StatusCode == http.StatusFound && fromModule(resp)) {
 			if strings.Contains(resp.Header.Get("Cache-Status"), "; hit") {
 				p.cached.Add(1)
 			} else {

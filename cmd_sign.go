@@ -30,10 +30,11 @@ listener of the config given by --config, else localhost:2019.
 
 Second form, with no Caddy running:
 
-  caddy wxqrcode sign --appid <appid> [--api qrcode|wxacode|unlimited|oa_temporary|oa_permanent] [--key-env <var>] <url>...
+  caddy wxqrcode sign --appid <appid> [--api qrcode|wxacode|unlimited|oa_temporary|oa_permanent|urllink|scheme|shortlink] [--key-env <var>] <url>...
 
 signs here, for a route with the default templates: the URL's query holds
-path (or scene and page), and width, which is checked but not signed. The
+path (or scene and page; or path and query for links), and width, which
+is checked but not signed. The
 key is read from the environment variable named by --key-env (default
 WXQRCODE_SIGN_KEY), so it stays out of the shell history. The appid, api and
 key are checked as Caddy checks them at load.

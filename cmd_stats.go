@@ -100,7 +100,7 @@ func (st storageStats) print(out io.Writer) {
 	}
 	for _, g := range st.Generated {
 		fmt.Fprintf(out, "  %-20s %-12s %d", g.AppID, g.Group, g.Generated)
-		if g.Group == caps.GroupLimited || g.Group == caps.GroupOAPermanent {
+		if g.Group == caps.GroupLimited || g.Group == caps.GroupOAPermanent || g.Group == caps.GroupPermanentShortLink {
 			fmt.Fprintf(out, " of %d", caps.LifetimeBudget)
 			if g.NumUsed > 0 {
 				fmt.Fprintf(out, " (WeChat's Num-Used: %d)", g.NumUsed)

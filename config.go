@@ -74,6 +74,9 @@ func (h *Handler) checkConfig() error {
 	if err := h.checkAPIOptions(api); err != nil {
 		return err
 	}
+	if err := h.checkLinks(api); err != nil {
+		return err
+	}
 	if err := h.checkOA(api); err != nil {
 		return err
 	}
@@ -128,13 +131,13 @@ func (h *Handler) checkLists() error {
 // checkAPIOptions refuses an option that the api does not take.
 func (h *Handler) checkAPIOptions(api string) error {
 	options := []struct{ name, value, apis string }{
-		{"path", h.Path, apiQRCode + " " + apiWxaCode},
+		{"path", h.Path, apiQRCode + " " + apiWxaCode + " " + apiURLLink + " " + apiScheme + " " + apiShortLink},
 		{"page", h.Page, apiUnlimited},
 		{"scene", h.Scene, apiUnlimited + " " + apiOATemporary + " " + apiOAPermanent},
 		{"auto_color", h.AutoColor, apiWxaCode + " " + apiUnlimited},
 		{"line_color", h.LineColor, apiWxaCode + " " + apiUnlimited},
 		{"is_hyaline", h.IsHyaline, apiWxaCode + " " + apiUnlimited},
-		{"env_version", h.EnvVersion, apiWxaCode + " " + apiUnlimited},
+		{"env_version", h.EnvVersion, apiWxaCode + " " + apiUnlimited + " " + apiURLLink + " " + apiScheme},
 		{"check_path", h.CheckPath, apiUnlimited},
 	}
 	for _, o := range options {
@@ -154,8 +157,8 @@ func checkValue(name, value string) error {
 	var err error
 	switch name {
 	case "api":
-		if value != apiQRCode && value != apiWxaCode && value != apiUnlimited && !isOA(value) && value != apiLink {
-			return fmt.Errorf("api must be qrcode, wxacode, unlimited, oa_temporary, oa_permanent or link, not %q", value)
+		if value != apiQRCode && value != apiWxaCode && value != apiUnlimited && !isOA(value) && value != apiLink && !isWxaLink(value) {
+			return fmt.Errorf("api must be qrcode, wxacode, unlimited, oa_temporary, oa_permanent, link, urllink, scheme or shortlink, not %q", value)
 		}
 	case "token":
 		if value != tokenStable && value != tokenClassic && value != tokenURL && value != tokenNone {
@@ -296,6 +299,7 @@ func (h *Handler) resolveConfig() {
 	h.width = cmp.Or(h.Width, defaultWidth)
 	h.maxStored = cmp.Or(h.MaxStored, DefaultMaxStored)
 	h.resolveDrawing()
+	h.resolveLinkConfig()
 	// A rotation key whose placeholder is unset is left out, so that a
 	// config can name the old key's variable outside a rotation; the first
 	// key signs and must be set (Validate).
@@ -308,12 +312,12 @@ func (h *Handler) resolveConfig() {
 	}
 	// The query parameters the templates read, which a request may give
 	// once only.
-	h.queryNames = queryNames(h.path, h.page, h.scene, h.width, h.AutoColor, h.LineColor, h.IsHyaline, h.EnvVersion, h.CheckPath, h.URL)
+	h.queryNames = queryNames(h.path, h.page, h.scene, h.width, h.AutoColor, h.LineColor, h.IsHyaline, h.EnvVersion, h.CheckPath, h.URL, h.linkQuery, h.CQ, h.Title)
 	if len(h.SignKey) > 0 {
 		h.queryNames = append(h.queryNames, sigParam)
 	}
 	h.cacheScope = "public"
-	for _, t := range []string{h.path, h.page, h.scene, h.width, h.AutoColor, h.LineColor, h.IsHyaline, h.EnvVersion, h.CheckPath, h.URL} {
+	for _, t := range []string{h.path, h.page, h.scene, h.width, h.AutoColor, h.LineColor, h.IsHyaline, h.EnvVersion, h.CheckPath, h.URL, h.linkQuery, h.Title} {
 		if readsBeyondURL(t) {
 			h.cacheScope = "private"
 		}

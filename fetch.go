@@ -302,6 +302,10 @@ func (h *Handler) ask(ctx context.Context, cr *codeRequest) (*fetched, *entry, e
 	if err != nil {
 		return nil, nil, err
 	}
+	if cr.wxaLink != nil {
+		// A link is neither drawn nor an image.
+		return f, linkEntry(f, h.clock.Now()), nil
+	}
 	// Drawing and checking (a whole decode) are CPU work, in the draws'
 	// slots, so that a flood of new codes cannot take the CPUs from cached
 	// ones. The code is paid for: it waits for a slot rather than be
@@ -330,6 +334,8 @@ func (h *Handler) call(ctx context.Context, cr *codeRequest) (*fetched, error) {
 		img, err = h.client.GetWxaCode(ctx, cr.wxacode)
 	case cr.unlimited != nil:
 		img, err = h.client.GetUnlimited(ctx, cr.unlimited)
+	case cr.wxaLink != nil:
+		return h.callLink(ctx, cr.wxaLink)
 	default:
 		return h.callOA(ctx, cr.oa)
 	}

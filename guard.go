@@ -66,6 +66,9 @@ func (h *Handler) checkGuard(api string) error {
 	if len(h.SignKey) > 0 || api == apiLink {
 		return nil
 	}
+	if isWxaLink(api) {
+		return h.linkGuard(api)
+	}
 	why, option, index := h.unboundedBy(api)
 	if why == "" {
 		return nil

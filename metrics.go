@@ -72,6 +72,9 @@ var opLabels = map[string]string{
 	wechat.OpWxaCode:     apiWxaCode,
 	wechat.OpUnlimited:   apiUnlimited,
 	wechat.OpOACode:      "oa", // one endpoint makes both kinds of official-account code
+	wechat.OpURLLink:     apiURLLink,
+	wechat.OpScheme:      apiScheme,
+	wechat.OpShortLink:   apiShortLink,
 	wechat.OpStableToken: tokenStable,
 	wechat.OpToken:       tokenClassic,
 	// A central token server's fetches count as token fetches too.

@@ -63,11 +63,15 @@ type Handler struct {
 	// opens in the mini-program a rule of the admin console maps it to:
 	// no call, no token, no budget, and no appid or secret needed.
 	// qrcode and wxacode share WeChat's lifetime budget of 100,000 codes per
-	// app; oa_permanent spends the account's own 100,000.
+	// app; oa_permanent spends the account's own 100,000. urllink
+	// (generate_urllink), scheme (generatescheme) and shortlink
+	// (genwxashortlink) make links rather than codes (docs/links.md).
 	API string `json:"api,omitempty"`
 
 	// Path is the template of the page path with its query, for qrcode and
-	// wxacode. Default: {http.request.uri.query.path}.
+	// wxacode, or of the page with no leading slash and no query, for
+	// urllink, scheme and shortlink (empty: the home page, but for
+	// shortlink). Default: {http.request.uri.query.path}.
 	Path string `json:"path,omitempty"`
 
 	// Page is the template of the page for unlimited, with no leading
@@ -80,10 +84,38 @@ type Handler struct {
 	// Default: {http.request.uri.query.scene}.
 	Scene string `json:"scene,omitempty"`
 
-	// Expire (oa_temporary) is the life of each code, 60s to 30d in whole
-	// seconds; default 30d. A code is served until shortly before it
-	// expires (10% of its life, at most an hour), then made anew.
+	// Expire (oa_temporary, urllink, scheme) is the life of each code or
+	// link, 60s to 30d in whole seconds; default 30d. A code or link is
+	// served until shortly before it expires (10% of its life, at most an
+	// hour), then made anew.
 	Expire caddy.Duration `json:"expire,omitempty"`
+
+	// Query (urllink, scheme, shortlink) is the template of the page's
+	// query, at most 1,024 characters; the link's page is Path, with no
+	// leading slash and no query. Default: {http.request.uri.query.query}.
+	Query string `json:"query,omitempty"`
+
+	// Reply (urllink, scheme, shortlink) is how a link is answered:
+	// redirect (302 Found to the link, the default of urllink and
+	// scheme), json (WeChat's own reply shape, the default and only
+	// reply of shortlink, which is pasted inside WeChat) or page (a small
+	// HTML page that opens the link and offers a button to tap, for
+	// browsers that open weixin:// only from a tap).
+	Reply string `json:"reply,omitempty"`
+
+	// CQ (urllink) is the template of a per-visitor value appended to the
+	// cached link as cq=, at most 256 characters once URL-encoded: never
+	// a new call, never part of the cache key or the signature. Default:
+	// none.
+	CQ string `json:"cq,omitempty"`
+
+	// Permanent (shortlink) asks for permanent short links, of which an
+	// app has 100,000 for ever; otherwise each lives 30 days.
+	Permanent bool `json:"permanent,omitempty"`
+
+	// Title (shortlink) is the template of the page title WeChat shows
+	// with a short link. Default: empty.
+	Title string `json:"title,omitempty"`
 
 	// Width is the template of the served image's width in pixels, 280 to
 	// 1280; empty means 430. WeChat draws each code once, at 1280 pixels,
@@ -119,8 +151,8 @@ type Handler struct {
 	// "false", or a template. Empty means false.
 	IsHyaline string `json:"is_hyaline,omitempty"`
 
-	// EnvVersion (wxacode, unlimited) is release, trial or develop, or a
-	// template giving one. Empty means release.
+	// EnvVersion (wxacode, unlimited, urllink, scheme) is release, trial
+	// or develop, or a template giving one. Empty means release.
 	EnvVersion string `json:"env_version,omitempty"`
 
 	// CheckPath (unlimited) makes WeChat refuse unpublished pages: "true"
@@ -271,6 +303,11 @@ type Handler struct {
 	style      drawStyle
 	linkScheme string
 	linkHost   string
+
+	// linkQuery and reply are Query and Reply with their defaults, for
+	// links.
+	linkQuery string
+	reply     string
 }
 
 // CaddyModule returns the Caddy module information.
@@ -320,7 +357,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err := h.openLedger(storage); err != nil {
 		return err
 	}
-	if h.api == apiOATemporary {
+	if h.api == apiOATemporary || isWxaLink(h.api) {
 		h.startSweep()
 	}
 	h.pending = new(sync.WaitGroup)
@@ -357,6 +394,8 @@ func (h *Handler) openCaps(storage certmagic.Storage) error {
 		group = caps.GroupOATemporary
 	case apiOAPermanent:
 		group = caps.GroupOAPermanent
+	case apiURLLink, apiScheme, apiShortLink:
+		group = h.linkCapGroup()
 	}
 	var err error
 	h.capSet, err = caps.Open(storage, h.storeID, h.appID, group, h.Caps, caps.Options{

@@ -61,11 +61,11 @@ func checkExpire(d time.Duration) error {
 // checkOA checks the options of the official account's codes: expire
 // belongs to oa_temporary only.
 func (h *Handler) checkOA(api string) error {
-	if h.Expire == 0 {
+	if h.Expire == 0 || isWxaLink(api) {
 		return nil
 	}
 	if api != apiOATemporary {
-		return optionErr("expire", fmt.Errorf("expire applies to api oa_temporary only, not %s", api))
+		return optionErr("expire", fmt.Errorf("expire applies to api oa_temporary, urllink and scheme only, not %s", api))
 	}
 	if err := checkExpire(time.Duration(h.Expire)); err != nil {
 		return optionErr("expire", err)

@@ -234,9 +234,9 @@ func TestOAConfig(t *testing.T) {
 		{"temporary scene from the query", "api oa_temporary", []string{
 			"api oa_temporary has no budget of its own and requests choose the scene (the default, scene {query.scene}, reads the request, and no allow list pins it)", "'cap 5000 per 1m'", "at Caddyfile:7"}},
 		{"temporary per visitor only", "api oa_temporary\nallow login-*\ncap 5 per 1m by {client_ip}", []string{"api oa_temporary has no budget of its own"}},
-		{"path", "api oa_temporary\npath pages/index/index\ncap 9", []string{"path applies to api qrcode and wxacode only, not oa_temporary"}},
+		{"path", "api oa_temporary\npath pages/index/index\ncap 9", []string{"path applies to api qrcode, wxacode, urllink, scheme and shortlink only, not oa_temporary"}},
 		{"is_hyaline", "api oa_permanent\nis_hyaline true\ncap 9", []string{"is_hyaline applies to api wxacode and unlimited only, not oa_permanent"}},
-		{"expire on permanent", "api oa_permanent\nexpire 1h\ncap 9", []string{"expire applies to api oa_temporary only, not oa_permanent"}},
+		{"expire on permanent", "api oa_permanent\nexpire 1h\ncap 9", []string{"expire applies to api oa_temporary, urllink and scheme only, not oa_permanent"}},
 		{"expire short", "api oa_temporary\ncap 9\nexpire 59s", []string{"expire must be whole seconds from 60s to 30d (720h), not 59s", "Caddyfile:12"}},
 		{"expire long", "api oa_temporary\nexpire 31d\ncap 9", []string{"expire must be whole seconds from 60s to 30d", "Caddyfile:11"}},
 		{"expire fraction", "api oa_temporary\nexpire 90.5s\ncap 9", []string{"expire must be whole seconds", "Caddyfile:11"}},

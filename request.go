@@ -39,6 +39,9 @@ type codeRequest struct {
 	oa        *wechat.OACodeRequest
 	// link is the url a link code holds, drawn here.
 	link string
+	// wxaLink is the link WeChat is asked for (urllink, scheme,
+	// shortlink), instead of a code.
+	wxaLink *linkRequest
 	// subject is what allow globs match: the path, the page, or an
 	// official account code's scene.
 	subject string
@@ -122,6 +125,9 @@ func (h *Handler) resolveRequest(repl *caddy.Replacer) (*codeRequest, error) {
 			return nil, err
 		}
 		validate = func() error { return nil }
+	case apiURLLink, apiScheme, apiShortLink:
+		ps = h.resolveWxaLink(cr, get, lk, ps)
+		validate = cr.wxaLink.validate
 	}
 	if err := validate(); err != nil {
 		return nil, err
@@ -135,6 +141,9 @@ func (h *Handler) resolveRequest(repl *caddy.Replacer) (*codeRequest, error) {
 		if c.By != "" {
 			cr.visitors = append(cr.visitors, get(c.By))
 		}
+	}
+	if cr.wxaLink != nil {
+		return cr, h.resolveCQ(cr, get)
 	}
 	if cr.width, err = parseWidth(get(h.width)); err != nil {
 		return cr, err

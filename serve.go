@@ -23,6 +23,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	if err = h.authorize(cr, err); err != nil {
 		return h.fail(w, cr, err)
 	}
+	if cr.wxaLink != nil {
+		return h.serveLink(w, r, cr)
+	}
 	var e *entry
 	var outcome string
 	if cr.api == apiLink {

@@ -76,7 +76,7 @@ func problemFor(err error) *problem {
 			p.body = werr.Body
 		}
 		switch werr.Code {
-		case wechat.CodeDailyLimit:
+		case wechat.CodeDailyLimit, wechat.CodeLinkDailyLimit:
 			p.retryAfter = untilBeijingMidnight(time.Now())
 		case wechat.CodeMinuteLimit, wechat.CodeTooFrequent:
 			// 44990 is WeChat's 5,000 calls a minute, 45011 a minute's
@@ -114,11 +114,14 @@ func wechatStatus(code int) int {
 	switch code {
 	case wechat.CodeInvalidArgs, wechat.CodePathLength, wechat.CodeSceneLength,
 		wechat.CodeSceneChars, wechat.CodeInvalidPage, wechat.CodeInvalidPagePath, wechat.CodeScancodeTime,
-		wechat.CodeInvalidActionName, wechat.CodeInvalidActionInfo:
+		wechat.CodeInvalidActionName, wechat.CodeInvalidActionInfo, wechat.CodeInvalidQuery, wechat.CodeInvalidEnvVersion:
 		return http.StatusBadRequest
+	case wechat.CodeNotPublished:
+		// Nothing the visitor can change: the app must be published.
+		return http.StatusConflict
 	case wechat.CodeLifetimeLimit:
 		return http.StatusForbidden
-	case wechat.CodeDailyLimit, wechat.CodeMinuteLimit, wechat.CodeTooFrequent:
+	case wechat.CodeDailyLimit, wechat.CodeMinuteLimit, wechat.CodeTooFrequent, wechat.CodeLinkDailyLimit:
 		return http.StatusTooManyRequests
 	case wechat.CodeBusy:
 		return http.StatusServiceUnavailable

@@ -48,6 +48,10 @@ const (
 	CodeBadBody           = 47001
 	CodeUnauthorized      = 48001
 	CodeScancodeTime      = 85096
+	CodeInvalidQuery      = 40212
+	CodeInvalidEnvVersion = 85402
+	CodeNotPublished      = 85079
+	CodeLinkDailyLimit    = 44993
 )
 
 // IsTokenError reports whether code says the access token used is no longer

@@ -19,6 +19,10 @@ const (
 	OpCentralToken = "central_token"
 	// OpOACode is a call to the official account's qrcode.create.
 	OpOACode = "qrcode_create"
+	// OpURLLink, OpScheme and OpShortLink are calls to the link APIs.
+	OpURLLink   = "generate_urllink"
+	OpScheme    = "generatescheme"
+	OpShortLink = "genwxashortlink"
 )
 
 // An Observer is told of every HTTP exchange with WeChat, for metrics. Its

@@ -44,11 +44,17 @@ const (
 	GroupUnlimited   = "unlimited"
 	GroupOATemporary = "oa_temporary"
 	GroupOAPermanent = "oa_permanent"
+	// GroupLinks counts URL Links and URL Schemes, which share a daily
+	// budget of 500,000 per app; short links have counts of their own,
+	// permanent ones spending a lifetime budget of 100,000.
+	GroupLinks              = "links"
+	GroupShortLink          = "shortlink"
+	GroupPermanentShortLink = "shortlink_permanent"
 )
 
 // spendsLifetime says whether a group's codes spend a lifetime budget.
 func spendsLifetime(group string) bool {
-	return group == GroupLimited || group == GroupOAPermanent
+	return group == GroupLimited || group == GroupOAPermanent || group == GroupPermanentShortLink
 }
 
 // Check refuses caps that cannot work, with the index of the one at

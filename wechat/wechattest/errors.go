@@ -31,13 +31,17 @@ var errMessages = map[int]string{
 	42001: "access_token expired",
 	43001: "require GET method",
 	43002: "require POST method",
+	40212: "invalid query",
 	44990: "reach max api minute qps limit",
+	44993: "reach max api daily quota limit of url scheme and url link",
 	45009: "reach max api daily quota limit",
 	45011: "api minute-quota reach limit",
 	45029: "qrcode count out of limit",
 	47001: "data format error",
 	48001: "api unauthorized",
+	85079: "miniprogram has no online release",
 	85096: "scancode_time not allowed",
+	85402: "invalid env_version",
 }
 
 // errReply is WeChat's error answer: HTTP 200 with errcode and errmsg, the

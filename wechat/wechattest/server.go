@@ -322,6 +322,12 @@ func (s *Server) reply(in inbound) reply {
 		return s.serveOACode(in)
 	case PathCentralToken:
 		return s.serveCentralToken(in)
+	case PathURLLink:
+		return s.serveURLLink(in)
+	case PathScheme:
+		return s.serveScheme(in)
+	case PathShortLink:
+		return s.serveShortLink(in)
 	}
 	return reply{
 		status: http.StatusNotFound,
