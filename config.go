@@ -317,7 +317,7 @@ func (h *Handler) resolveConfig() {
 		h.queryNames = append(h.queryNames, sigParam)
 	}
 	h.cacheScope = "public"
-	for _, t := range []string{h.path, h.page, h.scene, h.width, h.AutoColor, h.LineColor, h.IsHyaline, h.EnvVersion, h.CheckPath, h.URL, h.linkQuery, h.Title} {
+	for _, t := range []string{h.path, h.page, h.scene, h.width, h.AutoColor, h.LineColor, h.IsHyaline, h.EnvVersion, h.CheckPath, h.URL, h.linkQuery, h.Title, h.CQ} {
 		if readsBeyondURL(t) {
 			h.cacheScope = "private"
 		}

@@ -249,6 +249,11 @@ func (h *Handler) serveLink(w http.ResponseWriter, r *http.Request, cr *codeRequ
 		// One visitor's link: no shared cache may serve it to another.
 		link, scope = withCQ(link, cr.wxaLink.cq), "private"
 	}
+	if !e.renewAt.IsZero() || cr.wxaLink.cq != "" {
+		// A site's own Cache-Control, right for codes that never change,
+		// would keep a link past its end or share a visitor's cq.
+		delete(hdr, "Cache-Control")
+	}
 	setFreshness(hdr, e, scope, h.clock)
 	status := http.StatusOK
 	var body []byte

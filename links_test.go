@@ -522,3 +522,60 @@ func TestLinkStored(t *testing.T) {
 	}
 	waitCached(t, dir, 1)
 }
+
+// A site's own Cache-Control, right for codes that never change, neither
+// keeps a link past its end nor lets a shared cache keep a visitor's cq;
+// and a cq read from a header makes every answer of the route private,
+// those without one too.
+func TestLinkCacheControlOverridden(t *testing.T) {
+	fake := newFake(t)
+	s := startSite(t, fake, "", "header Cache-Control \"public, max-age=31536000\"\n\t"+
+		wxBlock(fake, "/go", "api urllink\npath pages/item/item\nquery id=42\nexpire 1h\ncq {header.X-Visitor}"))
+	for _, visitor := range []string{"", "alice"} {
+		req, err := http.NewRequest(http.MethodGet, s.url+"/go", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if visitor != "" {
+			req.Header.Set("X-Visitor", visitor)
+		}
+		resp, err := noFollow.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusFound {
+			t.Fatalf("visitor %q: status %d", visitor, resp.StatusCode)
+		}
+		if age := linkAge(t, resp, "private"); age > time.Hour {
+			t.Errorf("visitor %q: max-age %s outlives the link's hour", visitor, age)
+		}
+	}
+}
+
+// Permanent short links have a ledger of their own: a route of 30-day
+// short links storing past its max_stored never pushes a permanent one
+// out, to be asked again out of the lifetime budget.
+func TestPermanentShortLinksKeptApart(t *testing.T) {
+	fake := newFake(t)
+	s := startSite(t, fake, "", wxBlock(fake, "/p", "api shortlink\npermanent true\npath pages/item/item\nquery id=1\ntitle Sale\nmemory_cache off")+
+		wxBlock(fake, "/t", "api shortlink\ncap 100 per 1d\nmax_stored 1\nmemory_cache off"))
+	resp, first := s.link("/p")
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d %s", resp.StatusCode, first)
+	}
+	for _, q := range []string{"a", "b"} {
+		if resp, body := s.link("/t?path=pages/item/item&query=" + q + "&title=T"); resp.StatusCode != http.StatusOK {
+			t.Fatalf("status %d %s", resp.StatusCode, body)
+		}
+	}
+	// The stores end just after their answers.
+	time.Sleep(300 * time.Millisecond)
+	resp, again := s.link("/p")
+	if resp.StatusCode != http.StatusOK || string(again) != string(first) {
+		t.Errorf("the permanent link changed: %s, then %d %s", first, resp.StatusCode, again)
+	}
+	if n := fake.Calls(wechattest.PathShortLink); n != 3 {
+		t.Errorf("%d short link calls, want 3: the permanent one kept", n)
+	}
+}

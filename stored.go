@@ -377,9 +377,15 @@ func (h *Handler) storeCode(ctx context.Context, cr *codeRequest, e *entry) {
 // openLedger takes the ledger of the handler's storage, app and api from
 // the pool.
 func (h *Handler) openLedger(storage certmagic.Storage) error {
-	h.ledgerKey = h.storeID + "|" + h.appID + "|" + h.api
+	name := h.api
+	if h.api == apiShortLink && h.Permanent {
+		// Apart from 30-day links, whose routes would otherwise push out
+		// permanent ones, each asked again out of a lifetime budget.
+		name = apiShortLink + "_permanent"
+	}
+	h.ledgerKey = h.storeID + "|" + h.appID + "|" + name
 	l, _, err := ledgerPool.LoadOrNew(h.ledgerKey, func() (caddy.Destructor, error) {
-		return newLedger(storage, h.appID, h.api, h.faults, h.logger), nil
+		return newLedger(storage, h.appID, name, h.faults, h.logger), nil
 	})
 	if err != nil {
 		return err
