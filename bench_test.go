@@ -51,7 +51,11 @@ func benchHandler(b *testing.B, memory bool, width int) (*Handler, *http.Request
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := h.cache.store(context.Background(), cacheKey(cr.canonical), cr.canonical, e); err != nil {
+	value, err := encodeEntry(cr.canonical, e)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := h.cache.storage.Store(context.Background(), layout.code(cacheKey(cr.canonical)), value); err != nil {
 		b.Fatal(err)
 	}
 	return h, r

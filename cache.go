@@ -149,15 +149,6 @@ func prepare(f *fetched, now time.Time) (*entry, error) {
 	return e, nil
 }
 
-// store writes e under key.
-func (c *codeCache) store(ctx context.Context, key, canonical string, e *entry) error {
-	value, err := encodeEntry(canonical, e)
-	if err != nil {
-		return err
-	}
-	return c.storage.Store(ctx, layout.code(key), value)
-}
-
 // encodeEntry is the value an entry is stored as: a JSON header line, then
 // the image bytes.
 func encodeEntry(canonical string, e *entry) ([]byte, error) {

@@ -63,3 +63,27 @@ func drawOnce(ctx context.Context, logger *zap.Logger, rkey, logKey string, paid
 	}
 	return renders.wait(ctx, rkey, c)
 }
+
+// drawInMemory returns what key names from the widths' part of the memory
+// cache (drawn by a flight that ended since the request looked), else
+// draws it in a draw slot, queued until nobody waits (ctx), and keeps it
+// there: widths and drawn codes never go to the storage.
+func (h *Handler) drawInMemory(ctx context.Context, key string, draw func() (*entry, error)) (*entry, error) {
+	if h.mem != nil {
+		if e, ok := h.mem.width(key, h.clock); ok {
+			return e, nil
+		}
+	}
+	if err := drawSlots.Acquire(ctx, 1); err != nil {
+		return nil, err
+	}
+	defer drawSlots.Release(1)
+	e, err := draw()
+	if err != nil {
+		return nil, err
+	}
+	if h.mem != nil {
+		h.mem.widths.Set(key, e)
+	}
+	return e, nil
+}

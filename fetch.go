@@ -40,7 +40,7 @@ func (h *Handler) sized(ctx context.Context, cr *codeRequest) (*entry, string, e
 	if err != nil || (master.width == cr.width && h.style.plain()) {
 		return master, outcome, err
 	}
-	e, err := drawOnce(ctx, h.logger, h.storeID+"|"+key, cacheKey(cr.canonical), outcome == outcomeMiss, func(rctx context.Context) (*entry, error) {
+	e, err := drawOnce(ctx, h.logger, h.storeID+"|"+key, cr.key, outcome == outcomeMiss, func(rctx context.Context) (*entry, error) {
 		return h.renderWidth(rctx, cr, master, key)
 	})
 	if err != nil {
@@ -55,32 +55,20 @@ func (h *Handler) sized(ctx context.Context, cr *codeRequest) (*entry, string, e
 // renderWidth draws the width of master that key names, and keeps it in
 // memory.
 func (h *Handler) renderWidth(ctx context.Context, cr *codeRequest, master *entry, key string) (*entry, error) {
-	if h.mem != nil {
-		// Rendered by a flight that ended since this request looked.
-		if e, ok := h.mem.width(key, h.clock); ok {
-			return e, nil
+	return h.drawInMemory(ctx, key, func() (*entry, error) {
+		start := time.Now()
+		e, err := render(master, cr.width, h.style)
+		if err != nil {
+			return nil, err
 		}
-	}
-	// Queued for a slot until nobody waits any more.
-	if err := drawSlots.Acquire(ctx, 1); err != nil {
-		return nil, err
-	}
-	defer drawSlots.Release(1)
-	start := time.Now()
-	e, err := render(master, cr.width, h.style)
-	if err != nil {
-		return nil, err
-	}
-	h.logger.Debug("rendered width",
-		zap.String("api", cr.api),
-		zap.String("key", cacheKey(cr.canonical)),
-		zap.Int("width", cr.width),
-		zap.Int("bytes", len(e.data)),
-		zap.Duration("duration", time.Since(start)))
-	if h.mem != nil {
-		h.mem.widths.Set(key, e)
-	}
-	return e, nil
+		h.logger.Debug("rendered width",
+			zap.String("api", cr.api),
+			zap.String("key", cr.key),
+			zap.Int("width", cr.width),
+			zap.Int("bytes", len(e.data)),
+			zap.Duration("duration", time.Since(start)))
+		return e, nil
+	})
 }
 
 // lookup returns the code from memory, from the storage, or fetched:

@@ -201,28 +201,18 @@ func (h *Handler) drawn(ctx context.Context, cr *codeRequest) (*entry, string, e
 // drawLink draws the code key names, and keeps it in memory only: it is
 // drawn again at no cost but CPU.
 func (h *Handler) drawLink(ctx context.Context, cr *codeRequest, key string) (*entry, error) {
-	if h.mem != nil {
-		if e, ok := h.mem.width(key, h.clock); ok {
-			return e, nil
+	return h.drawInMemory(ctx, key, func() (*entry, error) {
+		start := time.Now()
+		data, ct, err := h.style.draw(cr.link, cr.width)
+		if err != nil {
+			return nil, err
 		}
-	}
-	if err := drawSlots.Acquire(ctx, 1); err != nil {
-		return nil, err
-	}
-	defer drawSlots.Release(1)
-	start := time.Now()
-	data, ct, err := h.style.draw(cr.link, cr.width)
-	if err != nil {
-		return nil, err
-	}
-	e := newEntry(data, ct, sha256.Sum256(data), h.clock.Now().UTC().Truncate(time.Second))
-	h.logger.Debug("drew link code",
-		zap.String("key", cr.key),
-		zap.Int("width", cr.width),
-		zap.Int("bytes", len(data)),
-		zap.Duration("duration", time.Since(start)))
-	if h.mem != nil {
-		h.mem.widths.Set(key, e)
-	}
-	return e, nil
+		e := newEntry(data, ct, sha256.Sum256(data), h.clock.Now().UTC().Truncate(time.Second))
+		h.logger.Debug("drew link code",
+			zap.String("key", cr.key),
+			zap.Int("width", cr.width),
+			zap.Int("bytes", len(data)),
+			zap.Duration("duration", time.Since(start)))
+		return e, nil
+	})
 }
